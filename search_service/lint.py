@@ -1,0 +1,169 @@
+"""The authoring linter: schema, required sections, links and anchors, dates, titles, owners.
+
+Every problem is a :class:`~search_service.content.ContentError` printed as ``path:line: message``;
+a malformed file is reported, never a crash.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import posixpath
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from .chunking import iter_headings
+from .content import (
+    REQUIRED_SECTIONS,
+    ContentError,
+    Page,
+    iter_markdown_files,
+    key_line,
+    load_content,
+    split_front_matter,
+)
+
+_LINK_RE = re.compile(r"(?<!!)\[(?:[^\]\[]|\[[^\]]*\])*\]\(\s*<?([^)\s>]+)>?(?:\s+\"[^\"]*\")?\s*\)")
+_FENCE_RE = re.compile(r"^ {0,3}(`{3,}|~{3,})")
+_EXTERNAL_RE = re.compile(r"^(?:[a-z][a-z0-9+.-]*:|//)", re.IGNORECASE)
+
+
+@dataclass
+class LintResult:
+    errors: list[ContentError]
+    pages_checked: int
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors
+
+
+def read_codeowners(path: Path) -> set[str]:
+    """Owners (``@user``, ``@org/team`` or e-mail) named anywhere in a CODEOWNERS file."""
+    if not path.is_file():
+        return set()
+    owners: set[str] = set()
+    for line in path.read_text(encoding="utf-8").splitlines():
+        line = line.split("#", 1)[0].strip()
+        if not line:
+            continue
+        owners.update(token for token in line.split()[1:] if token.startswith("@") or "@" in token)
+    return owners
+
+
+def codeowner_for(path: str, codeowners: Path) -> str | None:
+    """First owner of the last CODEOWNERS rule matching ``path`` (a repository-relative path)."""
+    if not codeowners.is_file():
+        return None
+    owner = None
+    for line in codeowners.read_text(encoding="utf-8").splitlines():
+        parts = line.split("#", 1)[0].split()
+        if len(parts) < 2:
+            continue
+        pattern = parts[0]
+        anchored = pattern.startswith("/")
+        pattern = pattern.strip("/")
+        if (anchored and (path == pattern or path.startswith(pattern + "/"))) or (
+            not anchored and (f"/{pattern}/" in f"/{path}/" or path.endswith(pattern))
+        ):
+            owner = parts[1]
+    return owner
+
+
+def iter_links(body: str) -> list[tuple[int, str]]:
+    """(0-based line index, target) of inline links in a Markdown body, outside code."""
+    links: list[tuple[int, str]] = []
+    fence: str | None = None
+    for index, line in enumerate(body.splitlines()):
+        match = _FENCE_RE.match(line)
+        if fence is not None:
+            if match and match.group(1)[0] == fence[0]:
+                fence = None
+            continue
+        if match:
+            fence = match.group(1)
+            continue
+        line = re.sub(r"`[^`]*`", "", line)
+        links.extend((index, m.group(1)) for m in _LINK_RE.finditer(line))
+    return links
+
+
+def _check_sections(page: Page) -> list[ContentError]:
+    required = REQUIRED_SECTIONS[page.meta.type]
+    present = {h.text.strip().lower() for h in iter_headings(page.body) if h.level == 2}
+    return [
+        ContentError(
+            page.path,
+            page.body_start_line,
+            f"missing required section '## {name}' for a {page.meta.type.value} "
+            f"(a {page.meta.type.value} needs: {', '.join(required)})",
+        )
+        for name in required
+        if name.lower() not in present
+    ]
+
+
+def _check_links(page: Page, anchors: dict[str, set[str] | None], restricted: set[str]) -> list[ContentError]:
+    errors = []
+    here = posixpath.dirname(page.path)
+    for index, target in iter_links(page.body):
+        line = page.body_start_line + index
+        if _EXTERNAL_RE.match(target) or target.startswith("/"):
+            continue
+        path_part, _, anchor = target.partition("#")
+        if not path_part:
+            resolved = page.path
+        else:
+            resolved = posixpath.normpath(posixpath.join(here, path_part))
+        if resolved not in anchors:
+            if path_part.endswith(".md") or not posixpath.splitext(path_part)[1]:
+                errors.append(ContentError(page.path, line, f"broken link: '{target}' (no page at {resolved})"))
+            continue
+        target_anchors = anchors[resolved]
+        if anchor and target_anchors is not None and anchor not in target_anchors:
+            errors.append(
+                ContentError(page.path, line, f"broken anchor: '{target}' (no heading with id '{anchor}' in {resolved})")
+            )
+        if resolved in restricted and page.path not in restricted:
+            errors.append(
+                ContentError(page.path, line, f"public page links to restricted page {resolved}; readers without access get a broken link")
+            )
+    return errors
+
+
+def lint_content(root: Path, *, codeowners: Path, today: dt.date) -> LintResult:
+    """Lint every page under ``root``. Returns all problems found, sorted by file and line."""
+    content = load_content(root, strict=True)
+    errors = list(content.errors)
+    pages = content.pages
+    known = {page.path for page in pages} | {err.path for err in content.errors}
+    # Pages that failed to parse still exist: links to them are not broken, their anchors unknown (None).
+    anchors: dict[str, set[str] | None] = dict.fromkeys(known)
+    anchors.update({page.path: {h.anchor for h in iter_headings(page.body)} for page in pages})
+    restricted = {page.path for page in pages if page.meta.restricted}
+    owners = read_codeowners(codeowners)
+    titles: dict[str, str] = {}
+
+    for page in pages:
+        header, _, _ = split_front_matter((root / page.path).read_text(encoding="utf-8"))
+        header = header or ""
+        errors.extend(_check_sections(page))
+        meta = page.meta
+        if meta.last_reviewed and meta.last_reviewed > today:
+            errors.append(ContentError(page.path, key_line(header, "last_reviewed"), f"last_reviewed {meta.last_reviewed} is in the future"))
+        if not owners:
+            errors.append(ContentError(page.path, key_line(header, "owner"), f"no CODEOWNERS file at {codeowners}; owners cannot be checked"))
+        elif meta.owner not in owners:
+            errors.append(ContentError(page.path, key_line(header, "owner"), f"owner '{meta.owner}' is not listed in CODEOWNERS ({codeowners})"))
+        key = meta.title.strip().lower()
+        if key in titles:
+            errors.append(ContentError(page.path, key_line(header, "title"), f"duplicate title '{meta.title}' (also used by {titles[key]})"))
+        else:
+            titles[key] = page.path
+        for field_name, targets in (("related", meta.related), ("superseded_by", [meta.superseded_by] if meta.superseded_by else [])):
+            for target in targets:
+                if target not in known:
+                    errors.append(ContentError(page.path, key_line(header, field_name), f"{field_name}: no page at '{target}' (paths are relative to the content folder)"))
+        errors.extend(_check_links(page, anchors, restricted))
+    errors.sort(key=lambda e: (e.path, e.line, e.message))
+    return LintResult(errors=errors, pages_checked=len(iter_markdown_files(root)))

@@ -1,0 +1,1 @@
+"""MkDocs plugin that turns ``playbooks/`` into the portal (registered as ``kb-portal``)."""

@@ -1,0 +1,216 @@
+"""The ``kb-portal`` MkDocs plugin: mounts the playbooks, adds page headers and catalog pages.
+
+Content is read through :mod:`search_service.content`, the same schema the linter and the
+indexer use, so the portal does not depend on MkDocs-specific front matter handling.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import html
+import logging
+import os
+import posixpath
+from collections import defaultdict
+from pathlib import Path
+
+from mkdocs.plugins import BasePlugin
+from mkdocs.structure.files import File, Files, InclusionLevel
+from mkdocs.structure.nav import Navigation, Section
+from mkdocs.utils import get_relative_url
+
+from ..content import Audience, Page, PageType, load_content
+from ..settings import get_settings
+from .config import PortalConfig
+
+log = logging.getLogger("mkdocs.plugins.kb-portal")
+
+ASSETS = Path(__file__).parent / "assets"
+CSS_URI = "assets/kb-portal.css"
+TYPE_TITLES = {
+    PageType.playbook: "Playbooks",
+    PageType.template: "Templates",
+    PageType.lesson: "Lessons learned",
+    PageType.faq: "FAQs",
+    PageType.guide: "Guides",
+}
+
+
+def _esc(value: object) -> str:
+    return html.escape(str(value), quote=True)
+
+
+def _link(from_uri: str, to_uri: str) -> str:
+    """Relative Markdown link target from one source file to another."""
+    return posixpath.relpath(to_uri, posixpath.dirname(from_uri) or ".")
+
+
+def _page_table(pages: list[Page], from_uri: str, today: dt.date) -> str:
+    rows = ["| Page | Summary | Owner | Last reviewed |", "| --- | --- | --- | --- |"]
+    for page in sorted(pages, key=lambda p: p.meta.title.lower()):
+        meta = page.meta
+        title = meta.title.replace("|", "\\|").replace("[", "\\[").replace("]", "\\]")
+        summary = _esc(meta.summary).replace("|", "\\|")
+        reviewed = str(meta.last_reviewed or "—")
+        if meta.is_stale(today):
+            reviewed += ' <span class="kb-stale-flag">review overdue</span>'
+        rows.append(f"| [{title}]({_link(from_uri, page.path)}) | {summary} | {_esc(meta.owner)} | {reviewed} |")
+    return "\n".join(rows)
+
+
+class PortalPlugin(BasePlugin[PortalConfig]):
+    """Mount ``playbooks/`` into the site with headers, stale banners and catalog pages."""
+
+    def __init__(self) -> None:
+        self.pages: dict[str, Page] = {}
+        self.today = dt.date.today()
+
+    # Resolve the content folder and "today"; add the header stylesheet.
+    def on_config(self, config):
+        if not self.config.enabled:
+            return config
+        base = Path(config.config_file_path or ".").resolve().parent
+        self.content_root = (base / self.config.content_dir).resolve()
+        if self.config.today:
+            self.today = dt.date.fromisoformat(self.config.today)
+        else:
+            self.today = get_settings().current_date()
+        if CSS_URI not in config.extra_css:
+            config.extra_css.append(CSS_URI)
+        return config
+
+    # Add every playbook page (and asset) plus the generated catalog pages to the site.
+    def on_files(self, files: Files, config) -> Files:
+        if not self.config.enabled:
+            return files
+        content = load_content(self.content_root)
+        for error in content.errors:
+            log.warning("skipping %s (run `kb lint` for details)", error)
+        self.pages = {}
+        for page in content.pages:
+            if page.meta.restricted and not self.config.include_restricted:
+                log.info("leaving restricted page %s out of the site", page.path)
+                continue
+            if files.get_file_from_path(page.path) is not None:
+                log.warning("%s exists in both docs and %s; the docs copy wins", page.path, self.content_root)
+                continue
+            self.pages[page.path] = page
+            files.append(File(page.path, str(self.content_root), config.site_dir, config.use_directory_urls, inclusion=InclusionLevel.INCLUDED))
+        for asset in sorted(self.content_root.rglob("*")):
+            rel = asset.relative_to(self.content_root).as_posix()
+            if asset.is_file() and asset.suffix != ".md" and not rel.startswith(".") and files.get_file_from_path(rel) is None:
+                files.append(File(rel, str(self.content_root), config.site_dir, config.use_directory_urls, inclusion=InclusionLevel.INCLUDED))
+        files.append(File.generated(config, CSS_URI, abs_src_path=str(ASSETS / "kb-portal.css")))
+        if self.config.catalog:
+            for uri, text in self.catalog_pages().items():
+                files.append(File.generated(config, uri, content=text))
+        return files
+
+    def catalog_pages(self) -> dict[str, str]:
+        """Markdown of the catalog pages, keyed by their site path."""
+        pages = list(self.pages.values())
+        by_type: dict[PageType, list[Page]] = defaultdict(list)
+        by_audience: dict[Audience, list[Page]] = defaultdict(list)
+        by_tag: dict[str, list[Page]] = defaultdict(list)
+        for page in pages:
+            by_type[page.meta.type].append(page)
+            for audience in page.meta.audience:
+                by_audience[audience].append(page)
+            for tag in page.meta.tags:
+                by_tag[tag].append(page)
+        out: dict[str, str] = {}
+        stale = sum(page.meta.is_stale(self.today) for page in pages)
+        out["catalog/index.md"] = "\n".join(
+            [
+                "---\ntitle: Catalog\n---\n",
+                f"Every page of the portal, {len(pages)} in all, listed three ways. "
+                f"{stale} page(s) are overdue for review.\n",
+                "- [By type](by-type.md): playbooks, templates, lessons learned, FAQs and guides",
+                "- [By audience](by-audience.md): what executives, managers and practitioners should read",
+                "- [By tag](by-tag.md): every topic tag and its pages",
+            ]
+        )
+        for uri, title, groups in (
+            ("catalog/by-type.md", "Catalog by type", [(TYPE_TITLES[t], by_type[t]) for t in PageType if by_type[t]]),
+            ("catalog/by-audience.md", "Catalog by audience", [(a.value.capitalize(), by_audience[a]) for a in Audience if by_audience[a]]),
+            ("catalog/by-tag.md", "Catalog by tag", [(tag, by_tag[tag]) for tag in sorted(by_tag)]),
+        ):
+            parts = [f"---\ntitle: {title}\n---\n"]
+            for heading, group in groups:
+                parts.append(f"## {heading}\n\n{_page_table(group, uri, self.today)}\n")
+            out[uri] = "\n".join(parts)
+        return out
+
+    # Prepend the header (type, owner, status, last reviewed) and the stale/deprecated banners.
+    def on_page_markdown(self, markdown: str, page, config, files: Files) -> str:
+        source = self.pages.get(page.file.src_uri)
+        if source is None or page.file.generated_by:
+            return markdown
+        return self.page_header(source, page.file.src_uri, files) + markdown
+
+    def page_header(self, source: Page, src_uri: str, files: Files) -> str:
+        meta = source.meta
+        parts = [
+            f'<span class="kb-badge kb-type-{_esc(meta.type.value)}">{_esc(meta.type.value)}</span>',
+            f'<span class="kb-owner">Owner: <strong>{_esc(meta.owner or "unassigned")}</strong></span>',
+            f'<span class="kb-status kb-status-{_esc(meta.status.value)}">Status: {_esc(meta.status.value)}</span>',
+            '<span class="kb-reviewed">Last reviewed: '
+            + (f'<time datetime="{meta.last_reviewed}">{meta.last_reviewed}</time>' if meta.last_reviewed else "never")
+            + "</span>",
+        ]
+        if meta.audience:
+            parts.append(f'<span class="kb-audience">For: {_esc(", ".join(a.value for a in meta.audience))}</span>')
+        if meta.restricted:
+            parts.append(f'<span class="kb-restricted">Restricted: {_esc(", ".join(meta.access or []))}</span>')
+        out = [f'<div class="kb-page-header" data-kb-type="{_esc(meta.type.value)}">\n' + "\n".join(parts) + "\n</div>\n"]
+        if meta.summary:
+            out.append(f'<p class="kb-summary">{_esc(meta.summary)}</p>\n')
+        if meta.is_stale(self.today):
+            out.append(
+                '<div class="admonition warning kb-stale" role="note">\n'
+                '<p class="admonition-title">Review overdue</p>\n'
+                f"<p>This page was due for review on {meta.review_due()} and may be out of date. "
+                f"Check with its owner, {_esc(meta.owner or 'the CoE')}, before relying on it.</p>\n</div>\n"
+            )
+        if meta.status.value == "deprecated":
+            target = files.get_file_from_path(meta.superseded_by) if meta.superseded_by else None
+            replacement = ""
+            if target is not None:
+                title = self.pages[target.src_uri].meta.title if target.src_uri in self.pages else target.src_uri
+                replacement = f' Use <a href="{_esc(get_relative_url(target.url, files.get_file_from_path(src_uri).url))}">{_esc(title)}</a> instead.'
+            out.append(
+                '<div class="admonition danger kb-deprecated" role="note">\n<p class="admonition-title">Deprecated</p>\n'
+                f"<p>This page is no longer maintained.{replacement}</p>\n</div>\n"
+            )
+        return "\n".join(out) + "\n"
+
+    # Order and title the top-level sections so a new employee finds their way.
+    def on_nav(self, nav: Navigation, config, files: Files) -> Navigation:
+        if not self.config.enabled:
+            return nav
+        order = {name: i for i, name in enumerate(self.config.section_order)}
+
+        def folder(item) -> str | None:
+            if isinstance(item, Section):
+                for child in item.children:
+                    name = folder(child)
+                    if name:
+                        return name
+                return None
+            file = getattr(item, "file", None)
+            return file.src_uri.split("/", 1)[0] if file is not None and "/" in file.src_uri else None
+
+        for item in nav.items:
+            name = folder(item)
+            if isinstance(item, Section) and name in self.config.section_titles:
+                item.title = self.config.section_titles[name]
+
+        def key(indexed):
+            index, item = indexed
+            name = folder(item) if isinstance(item, Section) else None
+            if not isinstance(item, Section):
+                return (-1, index)  # top-level pages (home, ask, contributing) first
+            return (order.get(name, len(order)), index)
+
+        nav.items[:] = [item for _, item in sorted(enumerate(nav.items), key=key)]
+        return nav

@@ -1,0 +1,43 @@
+"""One settings class for the CLI, the API and the portal plugin (environment prefix ``KB_``)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Service and tooling settings, read from ``KB_*`` variables or a ``.env`` file."""
+
+    model_config = SettingsConfigDict(env_prefix="KB_", env_file=".env", extra="ignore")
+
+    content_dir: Path = Field(Path("playbooks"), description="Folder of Markdown pages to index and lint.")
+    index_dir: Path = Field(Path(".kb/index"), description="Where `kb index` writes the search index.")
+    site_dir: Path = Field(Path("site"), description="Built MkDocs site served at / by `kb serve`.")
+    codeowners: Path = Field(Path("CODEOWNERS"), description="CODEOWNERS file that page owners must appear in.")
+    site_url: str = Field("/", description="URL prefix of the portal, used to build citation links.")
+
+    model: str = Field("", description="sentence-transformers model name or path; empty = packaged all-MiniLM-L6-v2.")
+    batch_size: int = Field(32, ge=1, le=1024)
+    index_type: Literal["flat", "hnsw"] = "flat"
+
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=1, le=65535)
+    max_query_chars: int = Field(500, ge=16)
+
+    today: dt.date | None = Field(None, description="Override today's date (review and stale checks).")
+
+    def current_date(self) -> dt.date:
+        """Today's date, or the configured override."""
+        return self.today or dt.date.today()
+
+
+@lru_cache
+def get_settings() -> Settings:
+    """Settings read once per process; tests clear the cache to override."""
+    return Settings()
