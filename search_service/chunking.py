@@ -296,3 +296,17 @@ def chunk_page(page: Page, *, max_words: int = MAX_WORDS) -> list[Chunk]:
     for ordinal, chunk in enumerate(chunks):
         chunk.ordinal = ordinal
     return chunks
+
+
+def page_profile(page: Page, chunks: list[Chunk]) -> Chunk:
+    """A page-level chunk (title, summary, tags, section names) so whole-page questions match too."""
+    sections = list(dict.fromkeys(c.heading_path[0] for c in chunks if c.heading_path))
+    lines = [page.meta.summary] if page.meta.summary else []
+    if page.meta.tags:
+        lines.append("Topics: " + ", ".join(t.replace("-", " ") for t in page.meta.tags))
+    if sections:
+        lines.append("Sections: " + "; ".join(sections))
+    if not lines and chunks:
+        lines.append(chunks[0].text)
+    return Chunk(page_path=page.path, title=page.meta.title, heading_path=[], anchor="",
+                 text="\n".join(lines), part=-1, kind="profile", ordinal=-1)

@@ -124,3 +124,221 @@ def stale_command(content_dir: Path | None, within: int, as_json: bool) -> None:
     for d in due:
         state = f"{d.days_overdue} days overdue" if d.days_overdue > 0 else f"due in {-d.days_overdue} days"
         click.echo(f"{d.page.path:<{width}}  {d.page.meta.owner or '(no owner)':<24} due {d.due}  {state}")
+
+
+def _progress_hooks(label: str, quiet: bool):
+    """tqdm progress bar on stderr for embedding work."""
+    from tqdm import tqdm
+
+    from .index import ProgressHooks
+
+    state: dict = {}
+
+    def start(total: int) -> None:
+        if total and not quiet:
+            state["bar"] = tqdm(total=total, desc=label, unit="chunk", file=sys.stderr, leave=False)
+
+    def advance(n: int) -> None:
+        if "bar" in state:
+            state["bar"].update(n)
+
+    return ProgressHooks(start=start, advance=advance), state
+
+
+def _embedder(settings):
+    from .embedding import Embedder, ModelLoadError
+
+    try:
+        return Embedder(settings.model, batch_size=settings.batch_size)
+    except ModelLoadError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+def run_index(settings, content_dir: Path, index_dir: Path, embedder=None, *, quiet: bool = False):
+    """Build the index with a progress bar; shared by `kb index`, `kb eval` and `kb serve`."""
+    from .index import IndexBuildError, build_index
+
+    if not content_dir.is_dir():
+        raise click.ClickException(f"content folder {content_dir} does not exist")
+    embedder = embedder or _embedder(settings)
+    hooks, state = _progress_hooks("embedding", quiet)
+    try:
+        report = build_index(content_dir, index_dir, embedder, index_type=settings.index_type, progress=hooks)
+    except IndexBuildError as exc:
+        raise click.ClickException(str(exc)) from exc
+    finally:
+        if "bar" in state:
+            state["bar"].close()
+    for error in report.errors:
+        click.echo(f"skipped {content_dir.as_posix().rstrip('/')}/{error}", err=True)
+    return report, embedder
+
+
+def _index_dir_for(settings, content_dir: Path | None, index_dir: Path | None) -> tuple[Path, Path]:
+    """Content and index folders; a foreign --content gets its own index folder by default."""
+    import hashlib
+
+    content = content_dir or settings.content_dir
+    if index_dir is not None:
+        return content, index_dir
+    if content_dir is None or content_dir.resolve() == settings.content_dir.resolve():
+        return content, settings.index_dir
+    key = hashlib.sha256(str(content_dir.resolve()).encode()).hexdigest()[:10]
+    return content, settings.index_dir.parent / "indexes" / f"{content_dir.resolve().name}-{key}"
+
+
+def _index_dir_option(f):
+    return click.option("--index-dir", type=click.Path(path_type=Path, file_okay=False), default=None,
+                        help="Index folder [default: KB_INDEX_DIR or .kb/index].")(f)
+
+
+@main.command("index")
+@_content_option
+@_index_dir_option
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
+def index_command(content_dir: Path | None, index_dir: Path | None, quiet: bool) -> None:
+    """Build or update the search index from the Markdown source.
+
+    Only new or changed chunks are embedded; deleted pages leave the index. The new index is
+    swapped in atomically, so a killed build leaves the previous one in place.
+    """
+    settings = _settings()
+    content_dir, index_dir = _index_dir_for(settings, content_dir, index_dir)
+    report, _ = run_index(settings, content_dir, index_dir, quiet=quiet)
+    state = "unchanged, index kept" if report.unchanged else f"{report.embedded} re-embedded, {report.cached} cached"
+    click.echo(f"indexed {report.pages} pages, {report.chunks} chunks ({state}) in {report.seconds:.1f}s -> {index_dir}")
+    if report.errors:
+        click.echo(f"{len(report.errors)} page(s) skipped; run `kb lint` for details", err=True)
+
+
+def load_retriever(settings, index_dir: Path, embedder=None):
+    """Embedder + loaded index + retriever, with clear errors."""
+    from .index import IndexLoadError, load_index
+    from .retrieval import HybridRetriever
+
+    embedder = embedder or _embedder(settings)
+    try:
+        index = load_index(index_dir, model=embedder.name, dimension=embedder.dimension)
+    except IndexLoadError as exc:
+        raise click.ClickException(str(exc)) from exc
+    return HybridRetriever(index, embedder)
+
+
+@main.command("search")
+@click.argument("query")
+@click.option("--k", default=5, show_default=True, type=click.IntRange(1, 50), help="Number of pages.")
+@click.option("--type", "types", multiple=True, help="Only pages of this type (repeatable).")
+@click.option("--tag", "tags", multiple=True, help="Only pages with this tag (repeatable).")
+@click.option("--audience", "audiences", multiple=True, help="Only pages for this audience (repeatable).")
+@click.option("--json", "as_json", is_flag=True, help="Print the API's JSON.")
+@_index_dir_option
+def search_command(query: str, k: int, types, tags, audiences, as_json: bool, index_dir: Path | None) -> None:
+    """Search the playbooks from the terminal.
+
+    \b
+    Example:
+      kb search "our pilot works but never reaches production" --k 3
+    """
+    from .retrieval import Filters
+    from .results import search_response
+
+    settings = _settings()
+    retriever = load_retriever(settings, index_dir or settings.index_dir)
+    result = search_response(retriever, query, k=k, filters=Filters(tuple(types), tuple(tags), tuple(audiences)),
+                             settings=settings)
+    if as_json:
+        click.echo(result.model_dump_json(indent=2))
+        return
+    if not result.hits:
+        click.echo("no matching pages")
+    for n, hit in enumerate(result.hits, start=1):
+        flags = " [stale]" if hit.stale else ""
+        flags += " [deprecated]" if hit.deprecated else ""
+        click.echo(f"{n}. {hit.title} — {hit.section or '(page)'}{flags}\n   {hit.url}  score {hit.score:.3f}")
+
+
+@main.command("eval")
+@click.option("--questions", "questions_file", required=True, type=click.Path(path_type=Path, dir_okay=False, exists=True),
+              help="JSONL file of labelled questions.")
+@_content_option
+@_index_dir_option
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
+def eval_command(questions_file: Path, content_dir: Path | None, index_dir: Path | None, as_json: bool) -> None:
+    """Measure retrieval quality (recall@1, recall@5, MRR@10) for hybrid, BM25 and dense.
+
+    Indexes --content first if needed (incrementally).
+    """
+    from .evaluation import evaluate_retrieval, load_questions
+
+    settings = _settings()
+    try:
+        questions = load_questions(questions_file)
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from exc
+    content_dir, index_dir = _index_dir_for(settings, content_dir, index_dir)
+    _, embedder = run_index(settings, content_dir, index_dir, quiet=as_json)
+    retriever = load_retriever(settings, index_dir, embedder)
+    report = evaluate_retrieval(retriever, questions)
+    if as_json:
+        click.echo(json.dumps(report, indent=2))
+        return
+    q = report["questions"]
+    click.echo(f"{q['answerable']} answerable / {q['unanswerable']} unanswerable questions")
+    click.echo(f"{'':8}{'recall@1':>10}{'recall@5':>10}{'mrr@10':>10}")
+    for mode in ("hybrid", "bm25", "dense"):
+        m = report[mode]
+        click.echo(f"{mode:8}{m['recall@1']:>10.3f}{m['recall@5']:>10.3f}{m['mrr@10']:>10.3f}")
+
+
+def build_site(config_file: Path = Path("mkdocs.yml"), *, strict: bool = True) -> None:
+    """Build the MkDocs site (the portal) in-process."""
+    import os
+
+    os.environ.setdefault("NO_MKDOCS_2_WARNING", "1")
+    from mkdocs.commands.build import build
+    from mkdocs.config import load_config
+    from mkdocs.exceptions import MkDocsException
+
+    if not config_file.is_file():
+        raise click.ClickException(f"no {config_file} here; run kb serve from the repository root")
+    try:
+        build(load_config(str(config_file), strict=strict))
+    except (MkDocsException, SystemExit) as exc:
+        raise click.ClickException(f"site build failed: {exc}") from exc
+
+
+@main.command("serve")
+@click.option("--host", default=None, help="Address to bind [default: KB_HOST or 127.0.0.1].")
+@click.option("--port", default=None, type=int, help="Port [default: KB_PORT or 8000].")
+@click.option("--build/--no-build", default=True, show_default=True,
+              help="Update the index and rebuild the site before serving.")
+@click.option("--config-file", type=click.Path(path_type=Path, dir_okay=False), default=Path("mkdocs.yml"),
+              show_default=True, help="MkDocs configuration of the portal.")
+def serve_command(host: str | None, port: int | None, build: bool, config_file: Path) -> None:
+    """Serve the portal at / and the API at /v1 on one port.
+
+    \b
+    Example:
+      kb serve            # http://127.0.0.1:8000
+    """
+    import uvicorn
+
+    from .api.app import create_app, load_state
+    from .embedding import ModelLoadError
+    from .index import IndexLoadError
+
+    settings = _settings()
+    host = host or settings.host
+    port = port or settings.port
+    if build:
+        click.echo("updating the search index…", err=True)
+        report, _ = run_index(settings, settings.content_dir, settings.index_dir)
+        click.echo(f"index: {report.pages} pages, {report.chunks} chunks ({report.embedded} re-embedded)", err=True)
+        click.echo("building the site…", err=True)
+        build_site(config_file)
+    try:
+        retriever = load_state(settings)
+    except (IndexLoadError, ModelLoadError) as exc:
+        raise click.ClickException(str(exc)) from exc
+    click.echo(f"portal on http://{host}:{port}/  API on http://{host}:{port}/v1  (Ctrl+C stops)", err=True)
+    uvicorn.run(create_app(settings, retriever=retriever), host=host, port=port, log_level="info")

@@ -1,0 +1,91 @@
+"""Application factory: loads the index once in ``lifespan``; serves the API and the built site."""
+
+from __future__ import annotations
+
+import logging
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from fastapi.staticfiles import StaticFiles
+from starlette.exceptions import HTTPException
+
+from .. import __version__
+from ..settings import Settings, get_settings
+from . import health, search
+
+logger = logging.getLogger(__name__)
+
+
+def load_state(settings: Settings):
+    """Embedder, index and retriever for the service. Raises IndexLoadError / ModelLoadError."""
+    from ..embedding import Embedder
+    from ..index import load_index
+    from ..retrieval import HybridRetriever
+
+    embedder = Embedder(settings.model, batch_size=settings.batch_size)
+    index = load_index(settings.index_dir, model=embedder.name, dimension=embedder.dimension)
+    return HybridRetriever(index, embedder)
+
+
+def _error(status: int, message: str, details=None) -> JSONResponse:
+    body = {"error": {"status": status, "message": message}}
+    if details:
+        body["error"]["details"] = details
+    return JSONResponse(body, status_code=status)
+
+
+def create_app(settings: Settings | None = None, *, retriever=None, serve_site: bool = True) -> FastAPI:
+    """Build the FastAPI app.
+
+    Args:
+        settings: defaults to the process settings (``KB_*``).
+        retriever: an already-loaded retriever (tests, benchmarks); loaded in lifespan otherwise.
+        serve_site: mount the built MkDocs site at ``/`` when it exists.
+    """
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        app.state.settings = settings
+        app.state.retriever = retriever if retriever is not None else load_state(settings)
+        manifest = app.state.retriever.index.manifest
+        logger.info("index loaded: %s pages, %s chunks, model %s", manifest.get("pages"), manifest.get("chunks"), manifest.get("model"))
+        yield
+
+    app = FastAPI(
+        title="AI CoE playbook search",
+        version=__version__,
+        description="Semantic + keyword search over the AI Center of Excellence playbooks.",
+        lifespan=lifespan,
+    )
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(request: Request, exc: RequestValidationError):
+        details = [
+            {"field": ".".join(str(p) for p in err["loc"] if p not in ("query", "body")), "message": err["msg"]}
+            for err in exc.errors()
+        ]
+        summary = "; ".join(f"{d['field']}: {d['message']}" for d in details)
+        return _error(422, f"invalid request: {summary}", details)
+
+    @app.exception_handler(HTTPException)
+    async def http_error(request: Request, exc: HTTPException):
+        return _error(exc.status_code, str(exc.detail))
+
+    @app.exception_handler(Exception)
+    async def unexpected_error(request: Request, exc: Exception):
+        logger.exception("unhandled error on %s", request.url.path)
+        return _error(500, "internal error; the incident was logged")
+
+    app.include_router(health.router)
+    app.include_router(search.router)
+
+    site = Path(settings.site_dir)
+    if serve_site and (site / "index.html").is_file():
+        app.mount("/", StaticFiles(directory=site, html=True), name="site")
+    elif serve_site:
+        logger.warning("no built site at %s: run `mkdocs build` to serve the portal at /", site)
+    return app

@@ -1,0 +1,28 @@
+"""Liveness and readiness for load balancers."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+
+router = APIRouter(tags=["health"])
+
+
+@router.get("/healthz")
+def healthz() -> dict:
+    """The process is up."""
+    return {"status": "ok"}
+
+
+@router.get("/readyz")
+def readyz(request: Request):
+    """The index is loaded; includes a summary of its manifest."""
+    retriever = getattr(request.app.state, "retriever", None)
+    if retriever is None:
+        return JSONResponse({"status": "not ready", "message": "index not loaded"}, status_code=503)
+    manifest = retriever.index.manifest
+    return {
+        "status": "ready",
+        "index": {key: manifest.get(key) for key in
+                  ("model", "dimension", "chunker_version", "index_type", "pages", "chunks", "built_at", "content_hash")},
+    }

@@ -1,0 +1,34 @@
+"""GET /v1/search: hybrid semantic + keyword search over the playbooks."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, HTTPException, Query
+
+from ..results import SearchResponse, search_response
+from ..retrieval import Filters
+from .deps import RetrieverDep, SettingsDep
+
+router = APIRouter(prefix="/v1", tags=["search"])
+
+MAX_QUERY_CHARS = 500
+
+
+@router.get("/search", response_model=SearchResponse)
+def search(
+    retriever: RetrieverDep,
+    settings: SettingsDep,
+    q: Annotated[str, Query(min_length=1, max_length=MAX_QUERY_CHARS, description="The question or keywords.")],
+    k: Annotated[int, Query(ge=1, le=50, description="Number of pages to return.")] = 10,
+    type: Annotated[list[str] | None, Query(description="Only these page types.", max_length=10)] = None,  # noqa: A002
+    tag: Annotated[list[str] | None, Query(description="Only pages with one of these tags.", max_length=20)] = None,
+    audience: Annotated[list[str] | None, Query(description="Only pages for these audiences.", max_length=10)] = None,
+) -> SearchResponse:
+    """Pages that answer ``q``, best first, each linking to its best section."""
+    if not q.strip():
+        raise HTTPException(status_code=400, detail="q is blank: type a question or some keywords")
+    if len(q) > settings.max_query_chars:
+        raise HTTPException(status_code=400, detail=f"q is longer than {settings.max_query_chars} characters")
+    filters = Filters(tuple(type or ()), tuple(tag or ()), tuple(audience or ()))
+    return search_response(retriever, q.strip(), k=k, filters=filters, settings=settings)

@@ -1,0 +1,306 @@
+"""The index artifact: FAISS + BM25 + chunk metadata + manifest, built incrementally and swapped atomically.
+
+Layout of an index folder::
+
+    <index_dir>/current          symlink to the live build (replaced atomically)
+    <index_dir>/builds/<id>/     manifest.json, chunks.jsonl, pages.json, dense.faiss, bm25/
+    <index_dir>/cache.sqlite     embeddings by (model, content hash), shared by builds
+
+A build is written to a temporary folder, renamed, and only then made current, so a build
+killed at any point leaves the previous index intact and loadable.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import fcntl
+import hashlib
+import json
+import logging
+import os
+import shutil
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import faiss
+import numpy as np
+
+from .chunking import CHUNKER_VERSION, Chunk, chunk_page, page_profile
+from .content import ContentError, PageMeta, load_content
+from .embedding import Embedder, EmbeddingCache
+from .keyword import KeywordIndex
+
+logger = logging.getLogger(__name__)
+
+FORMAT_VERSION = 1
+KEEP_BUILDS = 2
+
+
+class IndexLoadError(RuntimeError):
+    """The index is missing, corrupt or does not match the configured model."""
+
+
+class IndexBuildError(RuntimeError):
+    """The index cannot be built now (e.g. another build holds the lock)."""
+
+
+
+
+
+@dataclass
+class BuildReport:
+    """What ``kb index`` did."""
+
+    pages: int
+    chunks: int
+    embedded: int
+    cached: int
+    removed: int
+    seconds: float
+    build_dir: str
+    errors: list[ContentError] = field(default_factory=list)
+    unchanged: bool = False
+
+
+@dataclass
+class ProgressHooks:
+    """Callbacks for long work: ``start(total)`` then ``advance(n)`` per embedded batch."""
+
+    start: Callable[[int], None] = lambda total: None
+    advance: Callable[[int], None] = lambda n: None
+
+
+def _chunk_to_json(chunk: Chunk) -> dict:
+    data = asdict(chunk)
+    data["id"] = chunk.id
+    return data
+
+
+def _chunk_from_json(data: dict) -> Chunk:
+    data = dict(data)
+    data.pop("id", None)
+    return Chunk(**data)
+
+
+def content_hash(chunks: list[Chunk], pages: dict[str, PageMeta]) -> str:
+    digest = hashlib.sha256()
+    for path in sorted(pages):
+        digest.update(path.encode())
+        digest.update(pages[path].model_dump_json().encode())
+    for chunk in chunks:
+        digest.update(chunk.content_hash.encode())
+    return digest.hexdigest()
+
+
+def _make_faiss(vectors: np.ndarray, index_type: str) -> faiss.Index:
+    dimension = vectors.shape[1]
+    if index_type == "hnsw":
+        index = faiss.IndexHNSWFlat(dimension, 32, faiss.METRIC_INNER_PRODUCT)
+        index.hnsw.efConstruction = 80
+    else:
+        index = faiss.IndexFlatIP(dimension)
+    if len(vectors):
+        index.add(vectors)
+    return index
+
+
+class _BuildLock:
+    """An exclusive lock so two `kb index` runs never write the same folder at once."""
+
+    def __init__(self, root: Path) -> None:
+        self.path = root / ".build.lock"
+
+    def __enter__(self):
+        self.handle = open(self.path, "w")  # noqa: SIM115
+        try:
+            fcntl.flock(self.handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError as exc:
+            self.handle.close()
+            raise IndexBuildError(f"another `kb index` is building {self.path.parent}; wait for it to finish") from exc
+        return self
+
+    def __exit__(self, *exc) -> None:
+        fcntl.flock(self.handle, fcntl.LOCK_UN)
+        self.handle.close()
+
+
+def current_build(index_dir: Path) -> Path | None:
+    """The live build folder, or None when there is no index yet."""
+    link = Path(index_dir) / "current"
+    if not link.exists():
+        return None
+    return link.resolve()
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _write_json(path: Path, data) -> None:
+    with open(path, "w", encoding="utf-8") as handle:
+        json.dump(data, handle, ensure_ascii=False, default=str)
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+def build_index(
+    content_dir: Path,
+    index_dir: Path,
+    embedder: Embedder,
+    *,
+    index_type: str = "flat",
+    progress: ProgressHooks | None = None,
+) -> BuildReport:
+    """Build (incrementally) the search index of ``content_dir`` into ``index_dir``.
+
+    Unchanged chunks reuse cached vectors; malformed pages are reported and skipped.
+    """
+    started = time.perf_counter()
+    progress = progress or ProgressHooks()
+    index_dir = Path(index_dir)
+    builds = index_dir / "builds"
+    builds.mkdir(parents=True, exist_ok=True)
+    with _BuildLock(index_dir):
+        for leftover in builds.glob(".tmp-*"):  # from a build that was killed
+            shutil.rmtree(leftover, ignore_errors=True)
+        content = load_content(content_dir)
+        pages = {page.path: page.meta for page in content.pages}
+        chunks: list[Chunk] = []
+        for page in content.pages:
+            page_chunks = chunk_page(page)
+            chunks.append(page_profile(page, page_chunks))
+            chunks.extend(page_chunks)
+        digest = content_hash(chunks, pages)
+
+        previous = current_build(index_dir)
+        if previous is not None:
+            try:
+                manifest = json.loads((previous / "manifest.json").read_text())
+                if (manifest.get("content_hash") == digest and manifest.get("model") == embedder.name
+                        and manifest.get("index_type") == index_type and manifest.get("chunker_version") == CHUNKER_VERSION):
+                    return BuildReport(len(pages), len(chunks), 0, len(chunks), 0, time.perf_counter() - started,
+                                       str(previous), content.errors, unchanged=True)
+            except (OSError, ValueError):
+                logger.warning("previous index at %s is unreadable; rebuilding from scratch", previous)
+
+        cache = EmbeddingCache(index_dir / "cache.sqlite")
+        try:
+            hashes = [chunk.content_hash for chunk in chunks]
+            known = cache.get_many(embedder.name, hashes, embedder.dimension)
+            missing = list(dict.fromkeys(h for h in hashes if h not in known))
+            texts = {chunk.content_hash: chunk.embed_text() for chunk in chunks}
+            progress.start(len(missing))
+            if missing:
+                vectors = embedder.embed_documents([texts[h] for h in missing], on_batch=progress.advance)
+                fresh = dict(zip(missing, vectors, strict=True))
+                cache.put_many(embedder.name, fresh)
+                known.update(fresh)
+            removed = cache.prune(embedder.name, set(hashes))
+        finally:
+            cache.close()
+        matrix = np.vstack([known[h] for h in hashes]).astype(np.float32) if chunks else np.zeros((0, embedder.dimension), np.float32)
+
+        build_id = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:6]
+        tmp = builds / f".tmp-{build_id}"
+        tmp.mkdir()
+        faiss.write_index(_make_faiss(matrix, index_type), str(tmp / "dense.faiss"))
+        KeywordIndex.build([c.embed_text() for c in chunks] or [""]).save(tmp / "bm25")
+        with open(tmp / "chunks.jsonl", "w", encoding="utf-8") as handle:
+            for chunk in chunks:
+                handle.write(json.dumps(_chunk_to_json(chunk), ensure_ascii=False) + "\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+        _write_json(tmp / "pages.json", {path: meta.model_dump(mode="json") for path, meta in pages.items()})
+        seconds = time.perf_counter() - started
+        _write_json(tmp / "manifest.json", {
+            "format": FORMAT_VERSION,
+            "model": embedder.name,
+            "dimension": embedder.dimension,
+            "chunker_version": CHUNKER_VERSION,
+            "index_type": index_type,
+            "content_hash": digest,
+            "pages": len(pages),
+            "chunks": len(chunks),
+            "embedded": len(missing),
+            "cached": len(chunks) - len(missing),
+            "built_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+            "build_seconds": round(seconds, 3),
+        })
+        _fsync_dir(tmp)
+        final = builds / build_id
+        os.rename(tmp, final)
+        _fsync_dir(builds)
+        link_tmp = index_dir / f".current-{build_id}"
+        os.symlink(Path("builds") / build_id, link_tmp)
+        os.replace(link_tmp, index_dir / "current")  # the atomic swap
+        _fsync_dir(index_dir)
+        for old in sorted(p for p in builds.iterdir() if not p.name.startswith("."))[:-KEEP_BUILDS]:
+            shutil.rmtree(old, ignore_errors=True)
+        return BuildReport(len(pages), len(chunks), len(missing), len(chunks) - len(missing), removed,
+                           time.perf_counter() - started, str(final), content.errors)
+
+
+@dataclass
+class SearchIndex:
+    """A loaded index: chunks, page metadata, dense and keyword indexes, manifest."""
+
+    chunks: list[Chunk]
+    pages: dict[str, PageMeta]
+    dense: faiss.Index
+    keyword: KeywordIndex
+    manifest: dict
+    path: Path
+
+    @property
+    def vectors(self) -> np.ndarray:
+        """All chunk vectors (reconstructed from FAISS), for brute-force checks."""
+        return self.dense.reconstruct_n(0, self.dense.ntotal)
+
+
+def load_index(index_dir: Path, *, model: str | None = None, dimension: int | None = None) -> SearchIndex:
+    """Load the live index, checking it is complete and matches ``model``/``dimension``.
+
+    Raises:
+        IndexLoadError: with a message that says how to rebuild.
+    """
+    index_dir = Path(index_dir)
+    build = current_build(index_dir)
+    rebuild = f"run `kb index --index-dir {index_dir}` to build it"
+    if build is None or not build.is_dir():
+        raise IndexLoadError(f"no search index at {index_dir}: {rebuild}")
+    try:
+        manifest = json.loads((build / "manifest.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise IndexLoadError(f"index at {build} has no readable manifest ({exc}); {rebuild}") from exc
+    if manifest.get("format") != FORMAT_VERSION:
+        raise IndexLoadError(f"index at {build} has format {manifest.get('format')}, this version reads {FORMAT_VERSION}; {rebuild}")
+    if model is not None and manifest.get("model") != model:
+        raise IndexLoadError(
+            f"index at {build} was built with model {manifest.get('model')!r} but KB_MODEL selects {model!r}; "
+            f"{rebuild} with the current model, or set KB_MODEL back"
+        )
+    if dimension is not None and manifest.get("dimension") != dimension:
+        raise IndexLoadError(f"index at {build} has dimension {manifest.get('dimension')}, the model gives {dimension}; {rebuild}")
+    try:
+        with open(build / "chunks.jsonl", encoding="utf-8") as handle:
+            chunks = [_chunk_from_json(json.loads(line)) for line in handle if line.strip()]
+        pages = {path: PageMeta.model_validate(meta) for path, meta in
+                 json.loads((build / "pages.json").read_text(encoding="utf-8")).items()}
+        dense = faiss.read_index(str(build / "dense.faiss"))
+        keyword = KeywordIndex.load(build / "bm25")
+    except Exception as exc:  # noqa: BLE001 - any corruption is reported the same way
+        raise IndexLoadError(f"index at {build} is corrupt ({type(exc).__name__}: {exc}); {rebuild}") from exc
+    if dense.ntotal != len(chunks) or manifest.get("chunks") != len(chunks):
+        raise IndexLoadError(f"index at {build} is inconsistent ({dense.ntotal} vectors, {len(chunks)} chunks); {rebuild}")
+    if dense.d != manifest.get("dimension"):
+        raise IndexLoadError(f"index at {build} stores {dense.d}-d vectors but its manifest says {manifest.get('dimension')}; {rebuild}")
+    if isinstance(dense, faiss.IndexHNSW):
+        dense.hnsw.efSearch = 128
+    return SearchIndex(chunks=chunks, pages=pages, dense=dense, keyword=keyword, manifest=manifest, path=build)

@@ -1,0 +1,266 @@
+"""Hybrid retrieval: dense (FAISS) + keyword (BM25) fusion, ranked at page and section level.
+
+Filters and access control are applied before ranking: chunks a caller may not see are
+excluded from the FAISS search itself (an ID selector) and from the BM25 candidates.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Literal
+
+import faiss
+import numpy as np
+
+from .chunking import Chunk
+from .content import PageMeta, page_url
+from .embedding import Embedder
+from .index import SearchIndex
+from .keyword import tokenize
+
+Mode = Literal["hybrid", "bm25", "dense"]
+
+
+@dataclass(frozen=True)
+class Filters:
+    """Restrict results to pages of these types, tags and audiences (any of each list)."""
+
+    type: tuple[str, ...] = ()
+    tag: tuple[str, ...] = ()
+    audience: tuple[str, ...] = ()
+
+    def allows(self, meta: PageMeta) -> bool:
+        if self.type and meta.type.value not in self.type:
+            return False
+        if self.tag and not set(self.tag) & set(meta.tags):
+            return False
+        if self.audience and not set(self.audience) & {a.value for a in meta.audience}:
+            return False
+        return True
+
+
+@dataclass(frozen=True)
+class Viewer:
+    """Who is asking: the groups they belong to. Anonymous viewers see public pages only."""
+
+    groups: frozenset[str] = frozenset()
+    all_access: bool = False
+
+    def may_see(self, meta: PageMeta) -> bool:
+        return self.all_access or meta.access is None or bool(self.groups & set(meta.access))
+
+
+ANONYMOUS = Viewer()
+
+
+@dataclass(frozen=True)
+class RetrievalParams:
+    """Fusion knobs, tuned on labelled questions with `kb eval` (see docs/search-quality.md)."""
+
+    candidates: int = 100  # per retriever, before fusion
+    dense_weight: float = 0.6  # weight of normalised dense score vs BM25 in the fused score
+    page_second_weight: float = 0.15  # how much a page's second-best chunk adds to its score
+    deprecated_factor: float = 0.6  # deprecated pages keep this share of their score
+    sections_per_page: int = 3
+
+
+@dataclass
+class SectionMatch:
+    chunk: Chunk
+    score: float
+
+
+@dataclass
+class Hit:
+    """One page in the results, with its best-matching sections."""
+
+    page_path: str
+    meta: PageMeta
+    score: float
+    sections: list[SectionMatch]
+    superseded_by: str | None = None
+    promoted_from: str | None = None  # set when this page replaces a deprecated page that matched
+
+    @property
+    def best(self) -> Chunk:
+        return self.sections[0].chunk
+
+
+@dataclass
+class SearchResult:
+    query: str
+    hits: list[Hit]
+    terms: list[str] = field(default_factory=list)
+
+
+def _normalise(values: np.ndarray) -> np.ndarray:
+    if values.size == 0:
+        return values
+    low, high = float(values.min()), float(values.max())
+    if high - low < 1e-9:
+        return np.where(values > 0, 1.0, 0.0).astype(np.float32)
+    return ((values - low) / (high - low)).astype(np.float32)
+
+
+class HybridRetriever:
+    """Ranks the pages of a :class:`SearchIndex` for a question."""
+
+    def __init__(self, index: SearchIndex, embedder: Embedder, params: RetrievalParams | None = None) -> None:
+        self.index = index
+        self.embedder = embedder
+        self.params = params or RetrievalParams()
+        self.chunk_pages = [c.page_path for c in index.chunks]
+        self._by_page: dict[str, list[int]] = defaultdict(list)
+        for i, path in enumerate(self.chunk_pages):
+            self._by_page[path].append(i)
+
+    def allowed(self, filters: Filters, viewer: Viewer) -> np.ndarray:
+        """Indices of the chunks this viewer may see and the filters allow."""
+        ok_pages = {path for path, meta in self.index.pages.items() if viewer.may_see(meta) and filters.allows(meta)}
+        return np.array([i for path in ok_pages for i in self._by_page.get(path, [])], dtype=np.int64)
+
+    def dense_scores(self, query_vector: np.ndarray, allowed: np.ndarray, k: int) -> dict[int, float]:
+        if allowed.size == 0:
+            return {}
+        k = min(k, int(allowed.size))
+        selector = faiss.IDSelectorBatch(allowed)
+        params = faiss.SearchParametersHNSW(sel=selector, efSearch=max(128, k)) if isinstance(
+            self.index.dense, faiss.IndexHNSW) else faiss.SearchParameters(sel=selector)
+        scores, ids = self.index.dense.search(query_vector.reshape(1, -1), k, params=params)
+        return {int(i): float(s) for i, s in zip(ids[0], scores[0], strict=True) if i >= 0}
+
+    def keyword_scores(self, query: str, allowed: np.ndarray, k: int) -> dict[int, float]:
+        if allowed.size == 0:
+            return {}
+        scores = self.index.keyword.scores(query)
+        sub = scores[allowed]
+        top = np.argsort(-sub, kind="stable")[:k]
+        return {int(allowed[j]): float(sub[j]) for j in top if sub[j] > 0}
+
+    def search(
+        self,
+        query: str,
+        *,
+        k: int = 10,
+        filters: Filters | None = None,
+        viewer: Viewer = ANONYMOUS,
+        mode: Mode = "hybrid",
+        boost_pages: dict[str, float] | None = None,
+    ) -> SearchResult:
+        """Top ``k`` pages for ``query`` with their best sections.
+
+        Args:
+            query: the question, in the user's words.
+            k: number of pages to return.
+            filters: type / tag / audience restrictions (applied before ranking).
+            viewer: whose access rights apply (restricted pages are invisible to others).
+            mode: ``hybrid`` (default), or ``bm25`` / ``dense`` alone for ablations.
+            boost_pages: optional multiplicative boosts by page path (e.g. "ask about this page").
+        """
+        p = self.params
+        allowed = self.allowed(filters or Filters(), viewer)
+        dense: dict[int, float] = {}
+        keyword: dict[int, float] = {}
+        if mode in ("hybrid", "dense"):
+            dense = self.dense_scores(self.embedder.embed_query(query), allowed, p.candidates)
+        if mode in ("hybrid", "bm25"):
+            keyword = self.keyword_scores(query, allowed, p.candidates)
+        candidates = sorted(set(dense) | set(keyword))
+        if not candidates:
+            return SearchResult(query=query, hits=[], terms=tokenize(query))
+        ids = np.array(candidates)
+        d = np.array([dense.get(i, 0.0) for i in candidates], dtype=np.float32)
+        b = np.array([keyword.get(i, 0.0) for i in candidates], dtype=np.float32)
+        if mode == "dense":
+            fused = d
+        elif mode == "bm25":
+            fused = b
+        else:
+            if dense:
+                # Chunks the dense search did not return score as the weakest candidate, not zero.
+                floor = min(dense.values())
+                d = np.array([dense.get(i, floor) for i in candidates], dtype=np.float32)
+            fused = p.dense_weight * _normalise(d) + (1 - p.dense_weight) * _normalise(b)
+
+        per_page: dict[str, list[SectionMatch]] = defaultdict(list)
+        for i, score in sorted(zip(ids.tolist(), fused.tolist(), strict=True), key=lambda t: -t[1]):
+            per_page[self.chunk_pages[i]].append(SectionMatch(self.index.chunks[i], float(score)))
+        page_scores: dict[str, float] = {}
+        for path, matches in per_page.items():
+            score = matches[0].score + (p.page_second_weight * matches[1].score if len(matches) > 1 else 0.0)
+            if boost_pages and path in boost_pages:
+                score *= boost_pages[path]
+            page_scores[path] = score
+
+        promoted: dict[str, str] = {}
+        for path in list(page_scores):
+            meta = self.index.pages[path]
+            if meta.status.value != "deprecated":
+                continue
+            original = page_scores[path]
+            page_scores[path] = original * p.deprecated_factor
+            successor = meta.superseded_by
+            if successor and successor in self.index.pages and successor in self._by_page:
+                successor_meta = self.index.pages[successor]
+                if viewer.may_see(successor_meta) and (filters or Filters()).allows(successor_meta):
+                    if page_scores.get(successor, 0.0) < original:
+                        page_scores[successor] = original
+                        promoted[successor] = path
+                        if successor not in per_page:
+                            first = [i for i in self._by_page[successor] if self.index.chunks[i].kind != "profile"]
+                            chunk = self.index.chunks[(first or self._by_page[successor])[0]]
+                            per_page[successor] = [SectionMatch(chunk, original)]
+
+        ranked = sorted(page_scores, key=lambda path: (-page_scores[path], path))[:k]
+        hits = []
+        for path in ranked:
+            meta = self.index.pages[path]
+            sections = _best_sections(per_page[path], p.sections_per_page)
+            hits.append(Hit(path, meta, page_scores[path], sections, superseded_by=meta.superseded_by,
+                            promoted_from=promoted.get(path)))
+        return SearchResult(query=query, hits=hits, terms=tokenize(query))
+
+
+def _best_sections(matches: list[SectionMatch], limit: int) -> list[SectionMatch]:
+    """Best sections of a page, preferring real sections over the page profile."""
+    real = [m for m in matches if m.chunk.kind != "profile"]
+    profile = [m for m in matches if m.chunk.kind == "profile"]
+    out = real[:limit] or profile[:1]
+    return out
+
+
+def chunk_url(chunk: Chunk, site_url: str = "/") -> str:
+    """Link to the chunk's section: page URL plus the MkDocs anchor."""
+    base = site_url if site_url.endswith("/") else site_url + "/"
+    url = base + page_url(chunk.page_path)
+    return f"{url}#{chunk.anchor}" if chunk.anchor else url
+
+
+def make_snippet(text: str, terms: list[str], *, words: int = 36) -> str:
+    """An HTML-escaped window of ``text`` with query terms wrapped in ``<mark>``."""
+    tokens = text.split()
+    if not tokens:
+        return ""
+    wanted = set(terms)
+
+    def matches(token: str) -> bool:
+        stems = tokenize(token)
+        return bool(stems) and stems[0] in wanted
+
+    flags = [matches(t) for t in tokens]
+    best_start, best = 0, -1
+    for start in range(0, max(1, len(tokens) - words + 1)):
+        count = sum(flags[start: start + words])
+        if count > best:
+            best_start, best = start, count
+    window = range(best_start, min(len(tokens), best_start + words))
+    out = []
+    for i in window:
+        word = html.escape(tokens[i])
+        out.append(f"<mark>{word}</mark>" if flags[i] else word)
+    prefix = "… " if best_start > 0 else ""
+    suffix = " …" if best_start + words < len(tokens) else ""
+    return prefix + re.sub(r"\s+", " ", " ".join(out)) + suffix

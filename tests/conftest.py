@@ -1,0 +1,132 @@
+"""Shared fixtures: the real model, a real index of the repository's playbooks, a live server."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("NO_MKDOCS_2_WARNING", "1")
+
+ROOT = Path(__file__).resolve().parent.parent
+PLAYBOOKS = ROOT / "playbooks"
+GOLDEN = ROOT / "tests" / "eval" / "golden.jsonl"
+# A fixed "today" so stale checks on the real content do not drift with the calendar.
+TODAY = "2026-11-22"
+
+
+@pytest.fixture(autouse=True)
+def _isolated_settings(tmp_path, monkeypatch):
+    """Every test gets its own index folder and a fixed date; settings are re-read."""
+    from search_service.settings import get_settings
+
+    monkeypatch.setenv("KB_INDEX_DIR", str(tmp_path / "kb-index"))
+    monkeypatch.setenv("KB_TODAY", TODAY)
+    monkeypatch.setenv("KB_CODEOWNERS", str(ROOT / "CODEOWNERS"))
+    monkeypatch.setenv("KB_CONTENT_DIR", str(PLAYBOOKS))
+    get_settings.cache_clear()
+    yield
+    get_settings.cache_clear()
+
+
+@pytest.fixture(scope="session")
+def embedder():
+    from search_service.embedding import Embedder
+
+    return Embedder("")
+
+
+@pytest.fixture(scope="session")
+def repo_index_dir(tmp_path_factory, embedder) -> Path:
+    """An index of the repository's playbooks, built once per session."""
+    from search_service.index import build_index
+
+    directory = tmp_path_factory.mktemp("repo-index")
+    build_index(PLAYBOOKS, directory, embedder)
+    return directory
+
+
+@pytest.fixture(scope="session")
+def retriever(repo_index_dir, embedder):
+    from search_service.index import load_index
+    from search_service.retrieval import HybridRetriever
+
+    return HybridRetriever(load_index(repo_index_dir, model=embedder.name), embedder)
+
+
+@pytest.fixture
+def content_dir(tmp_path) -> Path:
+    """An empty content folder to write pages into."""
+    path = tmp_path / "content"
+    path.mkdir()
+    return path
+
+
+@pytest.fixture
+def copy_of_playbooks(tmp_path) -> Path:
+    path = tmp_path / "playbooks"
+    shutil.copytree(PLAYBOOKS, path)
+    return path
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class LiveServer:
+    """A real uvicorn server on loopback, in a thread."""
+
+    def __init__(self, app) -> None:
+        import uvicorn
+
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning"))
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    def __enter__(self):
+        self.thread.start()
+        deadline = time.monotonic() + 30
+        while not self.server.started:
+            if time.monotonic() > deadline or not self.thread.is_alive():
+                raise RuntimeError("live server did not start")
+            time.sleep(0.05)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=10)
+
+
+@pytest.fixture(scope="session")
+def live_api(retriever, tmp_path_factory):
+    """The API (no site) served over HTTP with the repository index."""
+    from search_service.api import create_app
+    from search_service.settings import Settings
+
+    settings = Settings(today=TODAY, site_dir=tmp_path_factory.mktemp("no-site"))
+    with LiveServer(create_app(settings, retriever=retriever, serve_site=False)) as server:
+        yield server
+
+
+def write_page(root: Path, rel: str, text: str) -> Path:
+    path = root / rel
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def page_text(title: str, *, type_: str = "guide", owner: str = "@ai-coe/delivery", last_reviewed: str = "2026-10-01",
+              body: str = "Intro.\n\n## Overview\n\nText.\n", extra: str = "") -> str:
+    return (
+        f"---\ntitle: {title}\nsummary: About {title}.\ntype: {type_}\nowner: \"{owner}\"\n"
+        f"last_reviewed: {last_reviewed}\naudience: [practitioners]\n{extra}---\n\n{body}"
+    )

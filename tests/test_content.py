@@ -1,0 +1,97 @@
+"""The content model: one schema, foreign Markdown, URLs and review dates."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+
+from search_service.content import (
+    REQUIRED_SECTIONS,
+    ContentError,
+    PageType,
+    due_for_review,
+    load_content,
+    page_url,
+    parse_page,
+)
+
+from .conftest import PLAYBOOKS, page_text, write_page
+
+
+def test_front_matter_parses_into_schema():
+    page = parse_page(page_text("Alpha", type_="playbook", extra="tags: [intake]\nreview_every: 30\n"), "a/alpha.md")
+    assert page.meta.title == "Alpha"
+    assert page.meta.type is PageType.playbook
+    assert page.meta.last_reviewed == dt.date(2026, 10, 1)
+    assert page.meta.review_due() == dt.date(2026, 10, 31)
+    assert page.meta.access is None and not page.meta.restricted
+    assert page.body.startswith("\nIntro.")
+
+
+def test_foreign_markdown_without_front_matter_loads_with_defaults():
+    page = parse_page("# Release *process*\n\nSome text.\n", "ops/release.md")
+    assert page.meta.title == "Release process"
+    assert page.meta.type is PageType.guide
+    assert page.meta.review_every == 180
+    assert not page.has_front_matter
+
+
+def test_foreign_markdown_without_heading_uses_file_name():
+    assert parse_page("just text\n", "how-we-work.md").meta.title == "How we work"
+
+
+def test_front_matter_without_title_takes_first_heading():
+    page = parse_page("---\ntags: [a]\n---\n# From heading\n", "x.md")
+    assert page.meta.title == "From heading"
+
+
+@pytest.mark.parametrize(
+    ("path", "url"),
+    [("a/b.md", "a/b/"), ("index.md", ""), ("a/index.md", "a/"), ("a/README.md", "a/"), ("top.md", "top/")],
+)
+def test_page_url_matches_mkdocs_directory_urls(path, url):
+    assert page_url(path) == url
+
+
+def test_bad_page_raises_content_error_with_line():
+    with pytest.raises(ContentError) as info:
+        parse_page("---\ntitle: x\nstatus: shiny\n---\n", "x.md")
+    assert info.value.line == 3
+    assert "status" in info.value.message
+
+
+def test_load_content_skips_bad_pages_and_keeps_good_ones(content_dir):
+    write_page(content_dir, "good.md", page_text("Good"))
+    write_page(content_dir, "bad.md", "---\ntitle: [oops\n---\n")
+    content = load_content(content_dir)
+    assert [p.path for p in content.pages] == ["good.md"]
+    assert [e.path for e in content.errors] == ["bad.md"]
+
+
+def test_due_for_review_orders_most_overdue_first(content_dir):
+    write_page(content_dir, "old.md", page_text("Old", last_reviewed="2025-01-01"))
+    write_page(content_dir, "older.md", page_text("Older", last_reviewed="2024-01-01"))
+    write_page(content_dir, "fresh.md", page_text("Fresh", last_reviewed="2026-11-01"))
+    pages = load_content(content_dir).pages
+    due = due_for_review(pages, dt.date(2026, 11, 22))
+    assert [d.page.path for d in due] == ["older.md", "old.md"]
+    soon = due_for_review(pages, dt.date(2026, 11, 22), within_days=200)
+    assert "fresh.md" in [d.page.path for d in soon]
+
+
+def test_repository_content_counts_hold():
+    content = load_content(PLAYBOOKS, strict=True)
+    assert not content.errors
+    by_type = {t: [p for p in content.pages if p.meta.type is t] for t in PageType}
+    assert len(content.pages) >= 40
+    assert len(by_type[PageType.playbook]) >= 12
+    assert len(by_type[PageType.template]) >= 10
+    assert len(by_type[PageType.lesson]) >= 10
+    assert by_type[PageType.faq]
+    assert any(p.meta.restricted for p in content.pages)
+    assert any(p.meta.status.value == "deprecated" and p.meta.superseded_by for p in content.pages)
+    for page in by_type[PageType.playbook]:
+        assert set(REQUIRED_SECTIONS[PageType.playbook]) <= {
+            line[3:].strip() for line in page.body.splitlines() if line.startswith("## ")
+        }, page.path
