@@ -101,7 +101,10 @@ def test_navigation_starts_with_getting_started(site):
     home = BeautifulSoup((site / "index.html").read_text(encoding="utf-8"), "html.parser")
     items = home.select("nav.md-nav--primary > ul > li")
     pages = [li.get_text(" ", strip=True) for li in items if "md-nav__item--section" not in li.get("class", [])]
-    sections = [li.select_one("label").get_text(" ", strip=True) for li in items if "md-nav__item--section" in li.get("class", [])]
+    sections = [
+        li.select_one("label").get_text(" ", strip=True) or li.select_one("a").get_text(" ", strip=True)
+        for li in items if "md-nav__item--section" in li.get("class", [])
+    ]
     assert pages[0].startswith("Home")
     assert sections[:3] == ["Getting started", "Strategy", "Delivery"]
     assert "MLOps" in sections and "FAQ" in sections and sections[-1] == "Catalog"
