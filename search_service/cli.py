@@ -342,3 +342,7 @@ def serve_command(host: str | None, port: int | None, build: bool, config_file: 
         raise click.ClickException(str(exc)) from exc
     click.echo(f"portal on http://{host}:{port}/  API on http://{host}:{port}/v1  (Ctrl+C stops)", err=True)
     uvicorn.run(create_app(settings, retriever=retriever), host=host, port=port, log_level="info")
+
+
+if __name__ == "__main__":
+    main()

@@ -197,9 +197,12 @@ def build_index(
             missing = list(dict.fromkeys(h for h in hashes if h not in known))
             texts = {chunk.content_hash: chunk.embed_text() for chunk in chunks}
             progress.start(len(missing))
-            if missing:
-                vectors = embedder.embed_documents([texts[h] for h in missing], on_batch=progress.advance)
-                fresh = dict(zip(missing, vectors, strict=True))
+            # Commit vectors to the cache as they come, so a killed build keeps its work.
+            step = embedder.batch_size * 2
+            for start in range(0, len(missing), step):
+                part = missing[start: start + step]
+                vectors = embedder.embed_documents([texts[h] for h in part], on_batch=progress.advance)
+                fresh = dict(zip(part, vectors, strict=True))
                 cache.put_many(embedder.name, fresh)
                 known.update(fresh)
             removed = cache.prune(embedder.name, set(hashes))

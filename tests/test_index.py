@@ -1,0 +1,148 @@
+"""The index artifact: incremental builds, manifest checks, corruption, atomic swap under SIGKILL."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from search_service.index import IndexLoadError, build_index, current_build, load_index
+
+from .conftest import PLAYBOOKS, page_text, write_page
+
+pytestmark = pytest.mark.slow
+
+
+def _pages(root, n=3):
+    for i in range(n):
+        write_page(root, f"area/page-{i}.md", page_text(
+            f"Page {i}", body=f"Intro {i}.\n\n## First\n\nAlpha {i} text.\n\n## Second\n\nBeta {i} text.\n"))
+
+
+def test_rebuild_after_editing_one_page_embeds_only_its_changed_chunks(content_dir, tmp_path, embedder):
+    _pages(content_dir)
+    index_dir = tmp_path / "index"
+    first = build_index(content_dir, index_dir, embedder)
+    assert first.embedded == first.chunks and first.cached == 0
+    page = content_dir / "area/page-1.md"
+    page.write_text(page.read_text().replace("Beta 1 text.", "Beta 1 text, now edited."))
+    second = build_index(content_dir, index_dir, embedder)
+    assert second.embedded == 1  # only the edited section
+    assert second.cached == second.chunks - 1
+    assert second.build_dir != first.build_dir
+    unchanged = build_index(content_dir, index_dir, embedder)
+    assert unchanged.unchanged and unchanged.embedded == 0
+
+
+def test_deleted_pages_disappear_from_the_index(content_dir, tmp_path, embedder):
+    _pages(content_dir)
+    index_dir = tmp_path / "index"
+    build_index(content_dir, index_dir, embedder)
+    (content_dir / "area/page-2.md").unlink()
+    report = build_index(content_dir, index_dir, embedder)
+    index = load_index(index_dir)
+    assert "area/page-2.md" not in index.pages
+    assert all(c.page_path != "area/page-2.md" for c in index.chunks)
+    assert report.removed > 0 and report.embedded == 0
+
+
+def test_malformed_page_is_reported_and_the_rest_indexed(content_dir, tmp_path, embedder):
+    _pages(content_dir, 2)
+    write_page(content_dir, "area/broken.md", "---\ntitle: [unclosed\n---\ntext\n")
+    report = build_index(content_dir, tmp_path / "index", embedder)
+    assert [e.path for e in report.errors] == ["area/broken.md"]
+    assert sorted(load_index(tmp_path / "index").pages) == ["area/page-0.md", "area/page-1.md"]
+
+
+def test_manifest_records_model_dimension_and_counts(repo_index_dir, embedder):
+    index = load_index(repo_index_dir)
+    manifest = index.manifest
+    assert manifest["model"] == embedder.name and manifest["dimension"] == embedder.dimension == 384
+    assert manifest["chunks"] == len(index.chunks) == index.dense.ntotal
+    assert manifest["pages"] == len(index.pages)
+    assert len(manifest["content_hash"]) == 64 and manifest["chunker_version"]
+
+
+def test_load_refuses_other_model_or_dimension_with_rebuild_hint(repo_index_dir):
+    with pytest.raises(IndexLoadError, match=r"built with model .* run `kb index"):
+        load_index(repo_index_dir, model="some/other-model")
+    with pytest.raises(IndexLoadError, match="dimension 384, the model gives 768"):
+        load_index(repo_index_dir, dimension=768)
+
+
+def test_missing_and_corrupt_index_get_clear_messages(content_dir, tmp_path, embedder):
+    with pytest.raises(IndexLoadError, match="no search index at"):
+        load_index(tmp_path / "nothing")
+    _pages(content_dir, 1)
+    build_index(content_dir, tmp_path / "index", embedder)
+    build = current_build(tmp_path / "index")
+    (build / "dense.faiss").write_bytes(b"not a faiss file")
+    with pytest.raises(IndexLoadError, match="is corrupt"):
+        load_index(tmp_path / "index")
+    (build / "manifest.json").write_text("{broken")
+    with pytest.raises(IndexLoadError, match="no readable manifest"):
+        load_index(tmp_path / "index")
+
+
+def test_faiss_results_equal_brute_force_numpy(retriever, embedder):
+    index = retriever.index
+    vectors = index.vectors
+    for query in ("how do we fund AI pilots", "model drift alert thresholds", "who approves high-risk models"):
+        q = embedder.embed_query(query)
+        scores, ids = index.dense.search(q.reshape(1, -1), 10)
+        brute = vectors @ q
+        expected = np.argsort(-brute, kind="stable")[:10]
+        assert list(ids[0]) == list(expected)
+        assert np.allclose(scores[0], brute[expected], atol=1e-5)
+
+
+def test_hnsw_index_agrees_with_flat_on_top_hit(content_dir, tmp_path, embedder):
+    _pages(content_dir, 3)
+    build_index(content_dir, tmp_path / "flat", embedder)
+    build_index(content_dir, tmp_path / "hnsw", embedder, index_type="hnsw")
+    flat, hnsw = load_index(tmp_path / "flat"), load_index(tmp_path / "hnsw")
+    assert hnsw.manifest["index_type"] == "hnsw"
+    q = embedder.embed_query("Beta 2").reshape(1, -1)
+    assert flat.dense.search(q, 1)[1][0][0] == hnsw.dense.search(q, 1)[1][0][0]
+
+
+def test_killed_build_leaves_previous_index_loadable(tmp_path, copy_of_playbooks, embedder):
+    """SIGKILL `kb index` at several points; the previous index must stay intact each time."""
+    small = tmp_path / "small"
+    _pages(small, 2)
+    index_dir = tmp_path / "index"
+    build_index(small, index_dir, embedder)
+    before = load_index(index_dir)
+    env = {**os.environ, "KB_INDEX_DIR": str(index_dir), "HF_HUB_OFFLINE": "1"}
+    for delay in (0.5, 3.0, 6.0, 9.0):
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "search_service.cli", "index", "--content", str(copy_of_playbooks),
+             "--index-dir", str(index_dir), "-q"],
+            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        time.sleep(delay)
+        if proc.poll() is not None:
+            break  # finished before this kill point; the checks below still hold
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        after = load_index(index_dir)
+        assert after.manifest["content_hash"] == before.manifest["content_hash"]
+        assert sorted(after.pages) == sorted(before.pages)
+    # a later, uninterrupted build reuses what the killed ones cached and completes
+    report = build_index(copy_of_playbooks, index_dir, embedder)
+    assert sorted(load_index(index_dir).pages) == sorted(p.relative_to(copy_of_playbooks).as_posix()
+                                                         for p in copy_of_playbooks.rglob("*.md"))
+    assert report.cached > 0
+    leftovers = [p.name for p in (index_dir / "builds").iterdir() if p.name.startswith(".tmp")]
+    assert leftovers == []
+    assert json.loads((current_build(index_dir) / "manifest.json").read_text())["pages"] == report.pages
+
+
+def test_repository_index_covers_every_page(retriever):
+    assert len(retriever.index.pages) == len(list(PLAYBOOKS.rglob("*.md")))
