@@ -29,13 +29,13 @@ import faiss
 import numpy as np
 
 from .chunking import CHUNKER_VERSION, Chunk, chunk_page, page_profile
-from .content import ContentError, PageMeta, load_content
+from .content import ContentError, Page, PageMeta, load_content
 from .embedding import Embedder, EmbeddingCache
 from .keyword import KeywordIndex
 
 logger = logging.getLogger(__name__)
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 KEEP_BUILDS = 2
 
 
@@ -83,6 +83,11 @@ def _chunk_from_json(data: dict) -> Chunk:
     data = dict(data)
     data.pop("id", None)
     return Chunk(**data)
+
+
+def page_document(page: Page) -> str:
+    """The text of a whole page for page-level keyword search."""
+    return f"{page.meta.title}\n{page.meta.summary}\n{page.body}"
 
 
 def content_hash(chunks: list[Chunk], pages: dict[str, PageMeta]) -> str:
@@ -184,6 +189,7 @@ def build_index(
             try:
                 manifest = json.loads((previous / "manifest.json").read_text())
                 if (manifest.get("content_hash") == digest and manifest.get("model") == embedder.name
+                        and manifest.get("format") == FORMAT_VERSION
                         and manifest.get("index_type") == index_type and manifest.get("chunker_version") == CHUNKER_VERSION):
                     return BuildReport(len(pages), len(chunks), 0, len(chunks), 0, time.perf_counter() - started,
                                        str(previous), content.errors, unchanged=True)
@@ -215,11 +221,14 @@ def build_index(
         tmp.mkdir()
         faiss.write_index(_make_faiss(matrix, index_type), str(tmp / "dense.faiss"))
         KeywordIndex.build([c.embed_text() for c in chunks] or [""]).save(tmp / "bm25")
+        # Page-level BM25: a question's words are often spread over several sections of one page.
+        KeywordIndex.build([page_document(page) for page in content.pages] or [""]).save(tmp / "bm25-pages")
         with open(tmp / "chunks.jsonl", "w", encoding="utf-8") as handle:
             for chunk in chunks:
                 handle.write(json.dumps(_chunk_to_json(chunk), ensure_ascii=False) + "\n")
             handle.flush()
             os.fsync(handle.fileno())
+        # Page order here is the row order of the page-level BM25 index.
         _write_json(tmp / "pages.json", {path: meta.model_dump(mode="json") for path, meta in pages.items()})
         seconds = time.perf_counter() - started
         _write_json(tmp / "manifest.json", {
@@ -258,6 +267,7 @@ class SearchIndex:
     pages: dict[str, PageMeta]
     dense: faiss.Index
     keyword: KeywordIndex
+    page_keyword: KeywordIndex
     manifest: dict
     path: Path
 
@@ -298,6 +308,7 @@ def load_index(index_dir: Path, *, model: str | None = None, dimension: int | No
                  json.loads((build / "pages.json").read_text(encoding="utf-8")).items()}
         dense = faiss.read_index(str(build / "dense.faiss"))
         keyword = KeywordIndex.load(build / "bm25")
+        page_keyword = KeywordIndex.load(build / "bm25-pages")
     except Exception as exc:  # noqa: BLE001 - any corruption is reported the same way
         raise IndexLoadError(f"index at {build} is corrupt ({type(exc).__name__}: {exc}); {rebuild}") from exc
     if dense.ntotal != len(chunks) or manifest.get("chunks") != len(chunks):
@@ -306,4 +317,5 @@ def load_index(index_dir: Path, *, model: str | None = None, dimension: int | No
         raise IndexLoadError(f"index at {build} stores {dense.d}-d vectors but its manifest says {manifest.get('dimension')}; {rebuild}")
     if isinstance(dense, faiss.IndexHNSW):
         dense.hnsw.efSearch = 128
-    return SearchIndex(chunks=chunks, pages=pages, dense=dense, keyword=keyword, manifest=manifest, path=build)
+    return SearchIndex(chunks=chunks, pages=pages, dense=dense, keyword=keyword, page_keyword=page_keyword,
+                       manifest=manifest, path=build)

@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import logging
+
 import bm25s
 import numpy as np
 import Stemmer
@@ -21,6 +23,7 @@ STOPWORDS = frozenset(
     get got want need let lets s t""".split()
 )
 _stemmer = Stemmer.Stemmer("english")
+logging.getLogger("bm25s").setLevel(logging.WARNING)  # it logs every index build at DEBUG
 
 
 def tokenize(text: str) -> list[str]:

@@ -58,11 +58,18 @@ ANONYMOUS = Viewer()
 
 @dataclass(frozen=True)
 class RetrievalParams:
-    """Fusion knobs, tuned on labelled questions with `kb eval` (see docs/search-quality.md)."""
+    """Fusion weights, chosen by grid search with `kb eval` on labelled questions (docs/search-quality.md).
 
-    candidates: int = 100  # per retriever, before fusion
-    dense_weight: float = 0.6  # weight of normalised dense score vs BM25 in the fused score
-    page_second_weight: float = 0.15  # how much a page's second-best chunk adds to its score
+    A page's score is a weighted sum of three per-query min-max-normalised signals: its best
+    chunk's dense similarity, its best chunk's BM25 score, and the whole page's BM25 score;
+    a page's second-best chunk adds a little (evidence spread over sections).
+    """
+
+    candidates: int = 200  # chunks taken from each retriever before fusion
+    dense_weight: float = 0.4
+    chunk_keyword_weight: float = 0.3
+    page_keyword_weight: float = 0.4
+    second_chunk_weight: float = 0.1
     deprecated_factor: float = 0.6  # deprecated pages keep this share of their score
     sections_per_page: int = 3
 
@@ -140,6 +147,11 @@ class HybridRetriever:
         top = np.argsort(-sub, kind="stable")[:k]
         return {int(allowed[j]): float(sub[j]) for j in top if sub[j] > 0}
 
+    def page_keyword_scores(self, query: str, pages: set[str]) -> dict[str, float]:
+        scores = self.index.page_keyword.scores(query)
+        return {path: float(scores[row]) for row, path in enumerate(self.index.pages)
+                if path in pages and row < scores.size and scores[row] > 0}
+
     def search(
         self,
         query: str,
@@ -161,39 +173,56 @@ class HybridRetriever:
             boost_pages: optional multiplicative boosts by page path (e.g. "ask about this page").
         """
         p = self.params
-        allowed = self.allowed(filters or Filters(), viewer)
-        dense: dict[int, float] = {}
-        keyword: dict[int, float] = {}
-        if mode in ("hybrid", "dense"):
-            dense = self.dense_scores(self.embedder.embed_query(query), allowed, p.candidates)
-        if mode in ("hybrid", "bm25"):
-            keyword = self.keyword_scores(query, allowed, p.candidates)
+        filters = filters or Filters()
+        allowed = self.allowed(filters, viewer)
+        visible_pages = {self.chunk_pages[i] for i in allowed.tolist()}
+        use_dense, use_keyword = mode in ("hybrid", "dense"), mode in ("hybrid", "bm25")
+        dense = self.dense_scores(self.embedder.embed_query(query), allowed, p.candidates) if use_dense else {}
+        keyword = self.keyword_scores(query, allowed, p.candidates) if use_keyword else {}
+        page_keyword = self.page_keyword_scores(query, visible_pages) if use_keyword else {}
         candidates = sorted(set(dense) | set(keyword))
-        if not candidates:
+        if not candidates and not page_keyword:
             return SearchResult(query=query, hits=[], terms=tokenize(query))
-        ids = np.array(candidates)
-        d = np.array([dense.get(i, 0.0) for i in candidates], dtype=np.float32)
-        b = np.array([keyword.get(i, 0.0) for i in candidates], dtype=np.float32)
-        if mode == "dense":
-            fused = d
-        elif mode == "bm25":
-            fused = b
-        else:
-            if dense:
-                # Chunks the dense search did not return score as the weakest candidate, not zero.
-                floor = min(dense.values())
-                d = np.array([dense.get(i, floor) for i in candidates], dtype=np.float32)
-            fused = p.dense_weight * _normalise(d) + (1 - p.dense_weight) * _normalise(b)
 
+        # Chunk-level fusion, used to pick each page's best sections.
+        d_floor = min(dense.values()) if dense else 0.0
+        d = np.array([dense.get(i, d_floor) for i in candidates], dtype=np.float32)
+        b = np.array([keyword.get(i, 0.0) for i in candidates], dtype=np.float32)
+        chunk_fused = (0.5 * _normalise(d) + 0.5 * _normalise(b)) if use_dense and use_keyword else (
+            _normalise(d) if use_dense else _normalise(b))
         per_page: dict[str, list[SectionMatch]] = defaultdict(list)
-        for i, score in sorted(zip(ids.tolist(), fused.tolist(), strict=True), key=lambda t: -t[1]):
+        for i, score in sorted(zip(candidates, chunk_fused.tolist(), strict=True), key=lambda t: -t[1]):
             per_page[self.chunk_pages[i]].append(SectionMatch(self.index.chunks[i], float(score)))
-        page_scores: dict[str, float] = {}
-        for path, matches in per_page.items():
-            score = matches[0].score + (p.page_second_weight * matches[1].score if len(matches) > 1 else 0.0)
-            if boost_pages and path in boost_pages:
-                score *= boost_pages[path]
-            page_scores[path] = score
+
+        # Page-level fusion of the three signals.
+        def best_two(scores: dict[int, float]) -> dict[str, float]:
+            top: dict[str, list[float]] = defaultdict(list)
+            for i, value in sorted(scores.items(), key=lambda t: -t[1]):
+                if len(top[self.chunk_pages[i]]) < 2:
+                    top[self.chunk_pages[i]].append(value)
+            return {path: v[0] + p.second_chunk_weight * (v[1] if len(v) > 1 else 0.0) for path, v in top.items()}
+
+        page_paths = sorted(set(per_page) | set(page_keyword))
+        signals = []
+        if use_dense:
+            dense_pages = best_two(dense)
+            floor = min(dense_pages.values()) if dense_pages else 0.0
+            signals.append((p.dense_weight, [dense_pages.get(path, floor) for path in page_paths]))
+        if use_keyword:
+            if keyword:
+                peak = max(keyword.values())
+                chunk_keyword = best_two({i: v / peak for i, v in keyword.items()})
+                signals.append((p.chunk_keyword_weight, [chunk_keyword.get(path, 0.0) for path in page_paths]))
+            peak = max(page_keyword.values(), default=0.0) or 1.0
+            signals.append((p.page_keyword_weight, [page_keyword.get(path, 0.0) / peak for path in page_paths]))
+        fused = np.zeros(len(page_paths), dtype=np.float32)
+        for weight, values in signals:
+            fused += weight * _normalise(np.array(values, dtype=np.float32))
+        page_scores = dict(zip(page_paths, fused.tolist(), strict=True))
+        if boost_pages:
+            for path, factor in boost_pages.items():
+                if path in page_scores:
+                    page_scores[path] *= factor
 
         promoted: dict[str, str] = {}
         for path in list(page_scores):
@@ -203,25 +232,24 @@ class HybridRetriever:
             original = page_scores[path]
             page_scores[path] = original * p.deprecated_factor
             successor = meta.superseded_by
-            if successor and successor in self.index.pages and successor in self._by_page:
-                successor_meta = self.index.pages[successor]
-                if viewer.may_see(successor_meta) and (filters or Filters()).allows(successor_meta):
-                    if page_scores.get(successor, 0.0) < original:
-                        page_scores[successor] = original
-                        promoted[successor] = path
-                        if successor not in per_page:
-                            first = [i for i in self._by_page[successor] if self.index.chunks[i].kind != "profile"]
-                            chunk = self.index.chunks[(first or self._by_page[successor])[0]]
-                            per_page[successor] = [SectionMatch(chunk, original)]
+            if successor and successor in visible_pages and page_scores.get(successor, -1.0) < original:
+                page_scores[successor] = original
+                promoted[successor] = path
 
         ranked = sorted(page_scores, key=lambda path: (-page_scores[path], path))[:k]
         hits = []
         for path in ranked:
             meta = self.index.pages[path]
-            sections = _best_sections(per_page[path], p.sections_per_page)
+            sections = _best_sections(per_page.get(path, []), p.sections_per_page) or self._first_section(path)
             hits.append(Hit(path, meta, page_scores[path], sections, superseded_by=meta.superseded_by,
                             promoted_from=promoted.get(path)))
         return SearchResult(query=query, hits=hits, terms=tokenize(query))
+
+    def _first_section(self, path: str) -> list[SectionMatch]:
+        """The page's opening section, for pages ranked without a matching chunk."""
+        ids = self._by_page[path]
+        real = [i for i in ids if self.index.chunks[i].kind != "profile"]
+        return [SectionMatch(self.index.chunks[(real or ids)[0]], 0.0)]
 
 
 def _best_sections(matches: list[SectionMatch], limit: int) -> list[SectionMatch]:

@@ -1,0 +1,83 @@
+"""Hybrid retrieval: filters, access, deprecated pages and their successors, snippets."""
+
+from __future__ import annotations
+
+import pytest
+
+from search_service.index import build_index, load_index
+from search_service.retrieval import ANONYMOUS, Filters, HybridRetriever, Viewer, chunk_url, make_snippet
+
+from .conftest import page_text, write_page
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def small_retriever(content_dir, tmp_path, embedder):
+    write_page(content_dir, "p/old-intake.md", page_text(
+        "Old intake form", type_="guide", extra="status: deprecated\nsuperseded_by: p/new-intake.md\ntags: [intake]\n",
+        body="## How to submit an idea\n\nEmail the intake form for AI use-case ideas to the CoE mailbox.\n"))
+    write_page(content_dir, "p/new-intake.md", page_text(
+        "Idea submission", type_="playbook", extra="tags: [intake]\n",
+        body="## Submitting\n\nUse the portal to propose an initiative; the triage board meets weekly.\n"))
+    write_page(content_dir, "p/secret.md", page_text(
+        "Vendor pricing positions", extra="access: [procurement]\ntags: [vendors]\n",
+        body="## Discounts\n\nOur walk-away discount for GPU vendors is 30 percent.\n"))
+    write_page(content_dir, "p/budget.md", page_text(
+        "Funding", type_="template", extra="tags: [budget]\naudience: [executives]\n".replace("audience: [executives]\n", ""),
+        body="## Budget lines\n\nPilots are funded by the department that benefits; platforms centrally.\n"))
+    build_index(content_dir, tmp_path / "idx", embedder)
+    return HybridRetriever(load_index(tmp_path / "idx"), embedder)
+
+
+def paths(result):
+    return [h.page_path for h in result.hits]
+
+
+def test_filters_apply_before_ranking(small_retriever):
+    query = "how do I submit an AI idea"
+    assert paths(small_retriever.search(query, k=5, filters=Filters(type=("template",)))) == ["p/budget.md"]
+    assert set(paths(small_retriever.search(query, k=5, filters=Filters(tag=("intake",))))) <= {
+        "p/old-intake.md", "p/new-intake.md"}
+    assert paths(small_retriever.search(query, k=5, filters=Filters(audience=("executives",)))) == []
+
+
+def test_restricted_page_invisible_without_group(small_retriever):
+    query = "walk-away discount for GPU vendors"
+    assert "p/secret.md" not in paths(small_retriever.search(query, k=10, viewer=ANONYMOUS))
+    assert "p/secret.md" not in paths(small_retriever.search(query, k=10, viewer=Viewer(frozenset({"finance"}))))
+    allowed = small_retriever.search(query, k=10, viewer=Viewer(frozenset({"procurement"})))
+    assert paths(allowed)[0] == "p/secret.md"
+
+
+def test_deprecated_page_is_demoted_and_its_successor_takes_its_place(small_retriever):
+    result = small_retriever.search("email the intake form to the CoE mailbox", k=5)
+    order = paths(result)
+    assert order.index("p/new-intake.md") < order.index("p/old-intake.md")
+    successor = result.hits[order.index("p/new-intake.md")]
+    assert successor.promoted_from == "p/old-intake.md"
+    old = result.hits[order.index("p/old-intake.md")]
+    assert old.superseded_by == "p/new-intake.md"
+
+
+def test_modes_rank_with_one_signal(small_retriever):
+    assert paths(small_retriever.search("walk-away discount", k=3, mode="bm25", viewer=Viewer(all_access=True)))[0] == "p/secret.md"
+    assert small_retriever.search("zzzz qqqq", k=3, mode="bm25").hits == []
+    assert small_retriever.search("who pays for pilots", k=1, mode="dense").hits[0].page_path == "p/budget.md"
+
+
+def test_section_urls_carry_anchor(small_retriever):
+    hit = small_retriever.search("triage board meets weekly", k=1).hits[0]
+    assert chunk_url(hit.best) == "/p/new-intake/#submitting"
+    assert chunk_url(hit.best, "https://kb.example.com/portal") == "https://kb.example.com/portal/p/new-intake/#submitting"
+
+
+def test_snippet_marks_terms_and_escapes_html():
+    snippet = make_snippet("Use <script>alert(1)</script> for funding pilots", ["fund", "pilot"])
+    assert "<script>" not in snippet and "&lt;script&gt;" in snippet
+    assert "<mark>funding</mark>" in snippet and "<mark>pilots</mark>" in snippet
+
+
+def test_repository_questions_land_on_the_right_page(retriever):
+    top = retriever.search("our proof of concept worked but it never went live, what now?", k=3)
+    assert "delivery/pilot-to-production.md" in paths(top) or "faq/pilot-stagnation.md" in paths(top)
