@@ -1,0 +1,59 @@
+"""Quality floors on the labelled questions: retrieval must not silently regress."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from search_service.cli import main
+from search_service.evaluation import load_questions
+
+from .conftest import GOLDEN, PLAYBOOKS
+
+pytestmark = pytest.mark.slow
+
+# Floors sit a little under the measured figures (docs/search-quality.md) to allow for
+# floating-point differences between machines, not for regressions.
+FLOORS = {"recall@5": 0.90, "mrr@10": 0.73}
+
+
+def test_golden_file_is_well_formed():
+    questions = load_questions(GOLDEN)
+    answerable = [q for q in questions if q.answerable]
+    assert len(questions) >= 60 and len(questions) - len(answerable) >= 12
+    pages = {p.relative_to(PLAYBOOKS).as_posix() for p in PLAYBOOKS.rglob("*.md")}
+    for q in answerable:
+        assert set(q.gold) <= pages, q.id
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory):
+    index_dir = tmp_path_factory.mktemp("eval-index")
+    result = CliRunner().invoke(main, ["eval", "--questions", str(GOLDEN), "--content", str(PLAYBOOKS),
+                                       "--index-dir", str(index_dir), "--json"])
+    assert result.exit_code == 0, result.output
+    return json.loads(result.stdout)
+
+
+def test_eval_reports_all_three_retrievers(report):
+    for mode in ("hybrid", "bm25", "dense"):
+        assert set(report[mode]) == {"recall@1", "recall@5", "mrr@10"}
+        assert all(0.0 <= v <= 1.0 for v in report[mode].values())
+    assert report["questions"]["answerable"] >= 48
+
+
+def test_hybrid_meets_floors_and_beats_both_ablations(report):
+    hybrid = report["hybrid"]
+    assert hybrid["recall@5"] >= FLOORS["recall@5"], report
+    assert hybrid["mrr@10"] >= FLOORS["mrr@10"], report
+    assert hybrid["mrr@10"] > report["bm25"]["mrr@10"]
+    assert hybrid["mrr@10"] > report["dense"]["mrr@10"]
+
+
+def test_eval_rejects_malformed_question_file(tmp_path):
+    bad = tmp_path / "q.jsonl"
+    bad.write_text('{"id": "a", "question": "x", "answerable": true, "gold": []}\n')
+    result = CliRunner().invoke(main, ["eval", "--questions", str(bad)])
+    assert result.exit_code == 1 and "q.jsonl:1: answerable question 'a' has no gold page" in result.output
