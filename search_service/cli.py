@@ -268,7 +268,7 @@ def eval_command(questions_file: Path, content_dir: Path | None, index_dir: Path
 
     Indexes --content first if needed (incrementally).
     """
-    from .evaluation import evaluate_retrieval, load_questions
+    from .evaluation import evaluate_answers, evaluate_retrieval, load_questions
 
     settings = _settings()
     try:
@@ -279,6 +279,7 @@ def eval_command(questions_file: Path, content_dir: Path | None, index_dir: Path
     _, embedder = run_index(settings, content_dir, index_dir, quiet=as_json)
     retriever = load_retriever(settings, index_dir, embedder)
     report = evaluate_retrieval(retriever, questions)
+    report["answers"] = evaluate_answers(retriever, questions, settings=settings)
     if as_json:
         click.echo(json.dumps(report, indent=2))
         return
@@ -288,6 +289,9 @@ def eval_command(questions_file: Path, content_dir: Path | None, index_dir: Path
     for mode in ("hybrid", "bm25", "dense"):
         m = report[mode]
         click.echo(f"{mode:8}{m['recall@1']:>10.3f}{m['recall@5']:>10.3f}{m['mrr@10']:>10.3f}")
+    a = report["answers"]
+    click.echo(f"answers (extractive, threshold {a['threshold']}): answered_rate {a['answered_rate']:.3f}  "
+               f"citation_hit_rate {a['citation_hit_rate']:.3f}  abstain_rate {a['abstain_rate']:.3f}")
 
 
 def build_site(config_file: Path = Path("mkdocs.yml"), *, strict: bool = True) -> None:
@@ -342,6 +346,42 @@ def serve_command(host: str | None, port: int | None, build: bool, config_file: 
         raise click.ClickException(str(exc)) from exc
     click.echo(f"portal on http://{host}:{port}/  API on http://{host}:{port}/v1  (Ctrl+C stops)", err=True)
     uvicorn.run(create_app(settings, retriever=retriever), host=host, port=port, log_level="info")
+
+
+@main.command("ask")
+@click.argument("question")
+@click.option("--mode", type=click.Choice(["extractive", "generative"]), default="extractive", show_default=True,
+              help="generative needs KB_LLM_BASE_URL (an OpenAI-compatible endpoint); it falls back to extractive.")
+@click.option("--json", "as_json", is_flag=True, help="Print the API's JSON.")
+@_index_dir_option
+def ask_command(question: str, mode: str, as_json: bool, index_dir: Path | None) -> None:
+    """Answer a question from the playbooks, with citations, or say they do not cover it.
+
+    \b
+    Example:
+      kb ask "how do we decide whether a pilot can scale?"
+    """
+    from .answering import ask
+    from .api.ask import to_response
+
+    settings = _settings()
+    if not question.strip():
+        raise click.ClickException("the question is empty")
+    retriever = load_retriever(settings, index_dir or settings.index_dir)
+    answer = ask(retriever, question, settings=settings, mode=mode)
+    if as_json:
+        click.echo(to_response(answer).model_dump_json(indent=2))
+        return
+    click.echo(answer.answer)
+    if answer.citations:
+        click.echo("")
+        for citation in answer.citations:
+            click.echo(f"[{citation.n}] {citation.title} — {citation.section or '(page)'}  {citation.url}")
+    for suggestion in answer.suggestions:
+        click.echo(f"  nearest: {suggestion.title}  {suggestion.url}")
+    if answer.fallback:
+        click.echo(f"(answered extractively: {answer.fallback})", err=True)
+    click.echo(f"confidence {answer.confidence:.2f}", err=True)
 
 
 if __name__ == "__main__":

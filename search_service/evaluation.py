@@ -78,3 +78,35 @@ def evaluate_retrieval(retriever: HybridRetriever, questions: list[Question], *,
                            "unanswerable": len(questions) - len(answerable)}
     report["misses"] = misses
     return report
+
+
+def evaluate_answers(retriever: HybridRetriever, questions: list[Question], *, settings) -> dict:
+    """Answer metrics of the extractive answerer (see module docstring of ``answering``).
+
+    ``answered_rate``: answerable questions that got an answer; ``citation_hit_rate``: answered
+    answerable questions whose first or second citation is a gold page; ``abstain_rate``:
+    unanswerable questions that were declined.
+    """
+    from .answering import ask
+
+    answered = hits = declined = 0
+    answerable = [q for q in questions if q.answerable]
+    unanswerable = [q for q in questions if not q.answerable]
+    details = []
+    for q in questions:
+        result = ask(retriever, q.question, settings=settings, viewer=EVAL_VIEWER)
+        cited = [c.path for c in result.citations[:2]]
+        if q.answerable and result.answered:
+            answered += 1
+            hits += any(path in q.gold for path in cited)
+        if not q.answerable and not result.answered:
+            declined += 1
+        details.append({"id": q.id, "answerable": q.answerable, "answered": result.answered,
+                        "confidence": result.confidence, "cited": cited})
+    return {
+        "answered_rate": round(answered / (len(answerable) or 1), 4),
+        "citation_hit_rate": round(hits / (answered or 1), 4),
+        "abstain_rate": round(declined / (len(unanswerable) or 1), 4),
+        "threshold": settings.abstain_threshold,
+        "details": details,
+    }

@@ -101,6 +101,8 @@ class SearchResult:
     query: str
     hits: list[Hit]
     terms: list[str] = field(default_factory=list)
+    dense_max: float = 0.0  # best raw cosine similarity among the chunks the viewer may see
+    coverage: float = 0.0  # share of the query's words that occur anywhere in the content
 
 
 def _normalise(values: np.ndarray) -> np.ndarray:
@@ -181,8 +183,10 @@ class HybridRetriever:
         keyword = self.keyword_scores(query, allowed, p.candidates) if use_keyword else {}
         page_keyword = self.page_keyword_scores(query, visible_pages) if use_keyword else {}
         candidates = sorted(set(dense) | set(keyword))
+        terms = tokenize(query)
+        coverage = sum(t in self.index.page_keyword.vocab for t in terms) / len(terms) if terms else 0.0
         if not candidates and not page_keyword:
-            return SearchResult(query=query, hits=[], terms=tokenize(query))
+            return SearchResult(query=query, hits=[], terms=terms, coverage=coverage)
 
         # Chunk-level fusion, used to pick each page's best sections.
         d_floor = min(dense.values()) if dense else 0.0
@@ -243,7 +247,8 @@ class HybridRetriever:
             sections = _best_sections(per_page.get(path, []), p.sections_per_page) or self._first_section(path)
             hits.append(Hit(path, meta, page_scores[path], sections, superseded_by=meta.superseded_by,
                             promoted_from=promoted.get(path)))
-        return SearchResult(query=query, hits=hits, terms=tokenize(query))
+        return SearchResult(query=query, hits=hits, terms=terms, dense_max=max(dense.values(), default=0.0),
+                            coverage=coverage)
 
     def _first_section(self, path: str) -> list[SectionMatch]:
         """The page's opening section, for pages ranked without a matching chunk."""

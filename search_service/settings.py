@@ -30,6 +30,14 @@ class Settings(BaseSettings):
     port: int = Field(8000, ge=1, le=65535)
     max_query_chars: int = Field(500, ge=16)
 
+    abstain_threshold: float = Field(
+        0.34, description="Evidence below this abstains (calibrated with `kb eval`, see docs/search-quality.md).")
+    llm_base_url: str = Field("", description="OpenAI-compatible endpoint, e.g. http://127.0.0.1:8080/v1; empty = extractive only.")
+    llm_model: str = Field("default", description="Model name sent to the LLM endpoint.")
+    llm_api_key: str = Field("", description="Bearer key for the LLM endpoint, if it needs one.")
+    llm_timeout: float = Field(30.0, gt=0, description="Seconds to wait for the LLM before falling back to extractive.")
+    llm_max_tokens: int = Field(400, ge=16, le=4096)
+
     today: dt.date | None = Field(None, description="Override today's date (review and stale checks).")
 
     def current_date(self) -> dt.date:

@@ -14,7 +14,7 @@ from starlette.exceptions import HTTPException
 
 from .. import __version__
 from ..settings import Settings, get_settings
-from . import health, search
+from . import ask, health, search
 
 logger = logging.getLogger(__name__)
 
@@ -82,6 +82,7 @@ def create_app(settings: Settings | None = None, *, retriever=None, serve_site: 
 
     app.include_router(health.router)
     app.include_router(search.router)
+    app.include_router(ask.router)
 
     site = Path(settings.site_dir)
     if serve_site and (site / "index.html").is_file():

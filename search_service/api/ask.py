@@ -1,0 +1,117 @@
+"""POST /v1/ask: an answer with citations, or an honest "not covered"; optionally streamed (SSE)."""
+
+from __future__ import annotations
+
+import json
+from typing import Literal
+
+from fastapi import APIRouter
+from fastapi.responses import StreamingResponse
+from pydantic import BaseModel, ConfigDict, Field
+
+from ..answering import AnswerResult, ask_events
+from ..retrieval import Filters
+from .deps import RetrieverDep, SettingsDep
+
+router = APIRouter(prefix="/v1", tags=["ask"])
+
+
+class FiltersIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    type: list[str] = Field(default_factory=list, max_length=10)
+    tag: list[str] = Field(default_factory=list, max_length=20)
+    audience: list[str] = Field(default_factory=list, max_length=10)
+
+
+class AskRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    question: str = Field(min_length=1, max_length=500, description="The question, in your own words.")
+    filters: FiltersIn = Field(default_factory=FiltersIn)
+    mode: Literal["extractive", "generative"] = "extractive"
+    stream: bool = False
+    page: str | None = Field(None, max_length=300, description="Path of the page being read, to boost it and its related pages.")
+
+
+class CitationOut(BaseModel):
+    n: int
+    title: str
+    section: str
+    url: str
+    snippet: str = Field(description="HTML-escaped, query terms in <mark>.")
+
+
+class SuggestionOut(BaseModel):
+    title: str
+    url: str
+
+
+class AskResponse(BaseModel):
+    answer: str = Field(description="Plain text with [n] citation markers (not HTML: escape before inserting).")
+    answered: bool
+    citations: list[CitationOut]
+    confidence: float = Field(ge=0, le=1)
+    mode: Literal["extractive", "generative"]
+    id: str
+    suggestions: list[SuggestionOut] = Field(default_factory=list)
+    fallback: str | None = Field(None, description="Why a generative request was answered extractively.")
+    invalid_citations: list[int] = Field(default_factory=list, description="Citation numbers the LLM made up (removed).")
+
+
+def to_response(answer: AnswerResult) -> AskResponse:
+    return AskResponse(
+        answer=answer.answer, answered=answer.answered, confidence=answer.confidence, mode=answer.mode, id=answer.id,
+        citations=[CitationOut(n=c.n, title=c.title, section=c.section, url=c.url, snippet=c.snippet) for c in answer.citations],
+        suggestions=[SuggestionOut(title=s.title, url=s.url) for s in answer.suggestions],
+        fallback=answer.fallback, invalid_citations=answer.invalid_citations,
+    )
+
+
+def boosts_for(retriever, page: str | None) -> dict[str, float] | None:
+    """'Ask about this page': favour the current page and the pages it names as related."""
+    if not page:
+        return None
+    page = page.strip("/")
+    known = retriever.index.pages
+    if page not in known:
+        matches = [p for p in known if p.removesuffix(".md") == page or p.removesuffix(".md") + "/" == page + "/"]
+        if not matches:
+            return None
+        page = matches[0]
+    boosts = {page: 1.5}
+    for related in known[page].related:
+        boosts.setdefault(related, 1.2)
+    return boosts
+
+
+def _sse(event: str, data) -> str:
+    return f"event: {event}\ndata: {json.dumps(data, ensure_ascii=False)}\n\n"
+
+
+@router.post("/ask", response_model=AskResponse, responses={200: {"content": {"text/event-stream": {}}}})
+def ask_endpoint(request: AskRequest, retriever: RetrieverDep, settings: SettingsDep):
+    """Answer a question from the playbooks, citing the sections used.
+
+    With ``"stream": true`` the reply is server-sent events: ``token`` events carry text as it
+    is generated, and a final ``done`` event carries the whole response (citations included),
+    which replaces the streamed text.
+    """
+    if not request.question.strip():
+        from fastapi import HTTPException
+
+        raise HTTPException(status_code=400, detail="question is blank")
+    filters = Filters(tuple(request.filters.type), tuple(request.filters.tag), tuple(request.filters.audience))
+    events = ask_events(retriever, request.question.strip(), settings=settings, filters=filters, mode=request.mode,
+                        stream=request.stream, boost_pages=boosts_for(retriever, request.page))
+    if not request.stream:
+        return to_response(list(events)[-1][1])
+
+    def body():
+        for kind, value in events:
+            if kind == "token":
+                yield _sse("token", {"text": value})
+            else:
+                yield _sse("done", to_response(value).model_dump())
+
+    return StreamingResponse(body(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})

@@ -1,0 +1,112 @@
+"""POST /v1/ask over HTTP: extractive answers, abstention, streaming, and the input checks."""
+
+from __future__ import annotations
+
+import json
+
+import httpx
+import pytest
+
+from search_service.answering import check_citations
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def client(live_api):
+    with httpx.Client(base_url=live_api.url, timeout=60) as http:
+        yield http
+
+
+def test_answer_quotes_evidence_with_section_citations(client):
+    body = client.post("/v1/ask", json={"question": "how can I tell whether our pilots are stuck?"}).json()
+    assert body["answered"] is True and body["mode"] == "extractive"
+    assert 0.5 <= body["confidence"] <= 1
+    assert body["citations"] and body["citations"][0]["n"] == 1
+    assert "#" in body["citations"][0]["url"]
+    numbers = {int(n) for n in __import__("re").findall(r"\[(\d+)\]", body["answer"])}
+    assert numbers == {c["n"] for c in body["citations"]}
+    assert len(body["id"]) == 32
+
+
+def test_numbered_procedure_stays_numbered(client):
+    body = client.post("/v1/ask", json={"question": "what are the steps to roll out a document processing solution?"}).json()
+    lines = body["answer"].splitlines()
+    assert [line.split(".")[0] for line in lines[:3]] == ["1", "2", "3"]
+    assert body["citations"][0]["url"].endswith("document-processing-deployment/#steps")
+
+
+def test_unanswerable_question_abstains_with_suggestions(client):
+    body = client.post("/v1/ask", json={"question": "how do I reset my VPN password?"}).json()
+    assert body["answered"] is False and body["citations"] == []
+    assert body["answer"].startswith("The playbooks don't cover this.")
+    assert body["suggestions"] and body["confidence"] < 0.5
+
+
+def test_filters_apply_to_answers(client):
+    body = client.post("/v1/ask", json={"question": "what should a business case contain?",
+                                        "filters": {"type": ["template"]}}).json()
+    assert body["answered"] and all("/templates/" in c["url"] for c in body["citations"])
+
+
+def test_generative_without_llm_configured_answers_extractively(client):
+    body = client.post("/v1/ask", json={"question": "who pays for pilots?", "mode": "generative"}).json()
+    assert body["mode"] == "extractive" and body["answered"]
+    assert "no LLM configured" in body["fallback"]
+
+
+def test_streaming_sends_tokens_then_done_with_citations(client):
+    events = []
+    with client.stream("POST", "/v1/ask", json={"question": "who pays for the shared AI platform?", "stream": True}) as response:
+        assert response.headers["content-type"].startswith("text/event-stream")
+        event = None
+        for line in response.iter_lines():
+            if line.startswith("event:"):
+                event = line[6:].strip()
+            elif line.startswith("data:"):
+                events.append((event, json.loads(line[5:])))
+    kinds = [kind for kind, _ in events]
+    assert kinds[-1] == "done" and "token" in kinds
+    done = events[-1][1]
+    assert done["answered"] and done["citations"]
+    assert "".join(data["text"] for kind, data in events if kind == "token") == done["answer"]
+
+
+def test_page_scope_boosts_the_current_page(client):
+    question = "what should we measure?"
+    plain = client.post("/v1/ask", json={"question": question}).json()
+    scoped = client.post("/v1/ask", json={"question": question, "page": "templates/evaluation-metrics.md"}).json()
+    assert scoped["citations"][0]["url"].startswith("/templates/evaluation-metrics/")
+    assert plain["citations"] != scoped["citations"] or plain["citations"][0]["url"].startswith("/templates/evaluation-metrics/")
+
+
+@pytest.mark.parametrize(
+    ("payload", "status"),
+    [
+        ({"question": ""}, 422),
+        ({"question": "   "}, 400),
+        ({"question": "x" * 501}, 422),
+        ({"question": 42}, 422),
+        ({"question": "ok", "mode": "poetic"}, 422),
+        ({"question": "ok", "stream": "maybe"}, 422),
+        ({"question": "ok", "filters": {"kind": ["x"]}}, 422),
+        ({"question": "ok", "surprise": 1}, 422),
+        ({}, 422),
+    ],
+    ids=["empty", "blank", "too-long", "not-a-string", "unknown-mode", "bad-stream", "unknown-filter", "unknown-field", "missing"],
+)
+def test_bad_input_gets_4xx_json(client, payload, status):
+    response = client.post("/v1/ask", json=payload)
+    assert response.status_code == status
+    assert response.json()["error"]["message"]
+
+
+def test_malformed_json_body_is_422(client):
+    response = client.post("/v1/ask", content=b"{not json", headers={"content-type": "application/json"})
+    assert response.status_code == 422 and "error" in response.json()
+
+
+def test_citation_check_removes_numbers_that_were_not_given():
+    text, valid, invalid = check_citations("Fund it centrally [1]. Pilots cost money [7]. Both [2, 9].", allowed=3)
+    assert text == "Fund it centrally [1]. Pilots cost money. Both [2]."
+    assert valid == [1, 2] and invalid == [7, 9]
