@@ -25,6 +25,7 @@ COVERAGE_WEIGHT = 0.2
 CONFIDENCE_SCALE = 0.05  # width of the logistic around the threshold
 NOT_COVERED = "The playbooks don't cover this."
 
+_CITE_RE = re.compile(r"\[(\d+(?:\s*,\s*\d+)*)\]")
 _SENTENCE_RE = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'(])")
 _NUMBERED_RE = re.compile(r"^\s*(\d+)[.)]\s+")
 _ITEM_RE = re.compile(r"^\s*(?:[-*+]|\d+[.)])\s+")
@@ -90,7 +91,8 @@ def _units(chunk: Chunk, source: int) -> list[_Unit]:
     """Sentences, list items and table rows of a section, in reading order."""
     units: list[_Unit] = []
     for block_no, block in enumerate(chunk.blocks or [chunk.text]):
-        lines = block.splitlines()
+        # Quoted text must not contain anything that reads as one of our citation markers.
+        lines = _CITE_RE.sub(lambda m: f"({m.group(1)})", block).splitlines()
         if lines and all(_ITEM_RE.match(line) or line.startswith((" ", "\t")) for line in lines if line.strip()) \
                 and _ITEM_RE.match(lines[0]):
             items: list[str] = []
@@ -248,9 +250,6 @@ def extractive_answer(
         fallback=fallback,
         sources=[sources[i] for i in used],
     )
-
-
-_CITE_RE = re.compile(r"\[(\d+(?:\s*,\s*\d+)*)\]")
 
 
 def check_citations(text: str, allowed: int) -> tuple[str, list[int], list[int]]:
