@@ -17,6 +17,7 @@ pytestmark = pytest.mark.slow
 # Floors sit a little under the measured figures (docs/search-quality.md) to allow for
 # floating-point differences between machines, not for regressions.
 FLOORS = {"recall@5": 0.90, "mrr@10": 0.73}
+ANSWER_FLOORS = {"answered_rate": 0.93, "citation_hit_rate": 0.68, "abstain_rate": 0.80}
 
 
 def test_golden_file_is_well_formed():
@@ -50,6 +51,13 @@ def test_hybrid_meets_floors_and_beats_both_ablations(report):
     assert hybrid["mrr@10"] >= FLOORS["mrr@10"], report
     assert hybrid["mrr@10"] > report["bm25"]["mrr@10"]
     assert hybrid["mrr@10"] > report["dense"]["mrr@10"]
+
+
+def test_answer_metrics_meet_floors(report):
+    answers = report["answers"]
+    for metric, floor in ANSWER_FLOORS.items():
+        assert answers[metric] >= floor, (metric, answers[metric])
+    assert len(answers["details"]) == report["questions"]["total"]
 
 
 def test_eval_rejects_malformed_question_file(tmp_path):
