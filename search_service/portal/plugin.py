@@ -27,6 +27,7 @@ log = logging.getLogger("mkdocs.plugins.kb-portal")
 
 ASSETS = Path(__file__).parent / "assets"
 CSS_URI = "assets/kb-portal.css"
+JS_URI = "assets/kb-ask.js"  # loaded by overrides/main.html
 TYPE_TITLES = {
     PageType.playbook: "Playbooks",
     PageType.template: "Templates",
@@ -49,7 +50,7 @@ def _page_table(pages: list[Page], from_uri: str, today: dt.date) -> str:
     rows = ["| Page | Summary | Owner | Last reviewed |", "| --- | --- | --- | --- |"]
     for page in sorted(pages, key=lambda p: p.meta.title.lower()):
         meta = page.meta
-        title = meta.title.replace("|", "\\|").replace("[", "\\[").replace("]", "\\]")
+        title = _esc(meta.title).replace("|", "\\|").replace("[", "\\[").replace("]", "\\]")
         summary = _esc(meta.summary).replace("|", "\\|")
         reviewed = str(meta.last_reviewed or "—")
         if meta.is_stale(today):
@@ -101,6 +102,7 @@ class PortalPlugin(BasePlugin[PortalConfig]):
             if asset.is_file() and asset.suffix != ".md" and not rel.startswith(".") and files.get_file_from_path(rel) is None:
                 files.append(File(rel, str(self.content_root), config.site_dir, config.use_directory_urls, inclusion=InclusionLevel.INCLUDED))
         files.append(File.generated(config, CSS_URI, abs_src_path=str(ASSETS / "kb-portal.css")))
+        files.append(File.generated(config, JS_URI, abs_src_path=str(ASSETS / "kb-ask.js")))
         if self.config.catalog:
             for uri, text in self.catalog_pages().items():
                 files.append(File.generated(config, uri, content=text))
@@ -146,6 +148,13 @@ class PortalPlugin(BasePlugin[PortalConfig]):
         source = self.pages.get(page.file.src_uri)
         if source is None or page.file.generated_by:
             return markdown
+        # Front-matter titles are data: themes print page titles unescaped in the navigation.
+        page.meta["title"] = html.escape(source.meta.title, quote=False)
+        # Material reads `status` as a navigation badge; only "deprecated" means the same thing there.
+        if source.meta.status.value == "deprecated":
+            page.meta["status"] = "deprecated"
+        else:
+            page.meta.pop("status", None)
         return self.page_header(source, page.file.src_uri, files) + markdown
 
     def page_header(self, source: Page, src_uri: str, files: Files) -> str:
@@ -162,7 +171,8 @@ class PortalPlugin(BasePlugin[PortalConfig]):
             parts.append(f'<span class="kb-audience">For: {_esc(", ".join(a.value for a in meta.audience))}</span>')
         if meta.restricted:
             parts.append(f'<span class="kb-restricted">Restricted: {_esc(", ".join(meta.access or []))}</span>')
-        out = [f'<div class="kb-page-header" data-kb-type="{_esc(meta.type.value)}">\n' + "\n".join(parts) + "\n</div>\n"]
+        out = [f'<div class="kb-page-header" data-kb-type="{_esc(meta.type.value)}" data-kb-path="{_esc(src_uri)}">\n'
+               + "\n".join(parts) + "\n</div>\n"]
         if meta.summary:
             out.append(f'<p class="kb-summary">{_esc(meta.summary)}</p>\n')
         if meta.is_stale(self.today):
