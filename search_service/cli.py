@@ -384,5 +384,36 @@ def ask_command(question: str, mode: str, as_json: bool, index_dir: Path | None)
     click.echo(f"confidence {answer.confidence:.2f}", err=True)
 
 
+@main.command("gaps")
+@click.option("--days", type=click.IntRange(1, 3650), default=None, help="Only questions from the last N days [default: all].")
+@click.option("--format", "fmt", type=click.Choice(["markdown", "json", "html"]), default="markdown", show_default=True)
+@_index_dir_option
+def gaps_command(days: int | None, fmt: str, index_dir: Path | None) -> None:
+    """Group unanswered and down-rated questions by meaning, with the owners to route them to.
+
+    Reads the feedback store (KB_DATABASE_URL); also lists public pages due for review.
+
+    \b
+    Example:
+      kb gaps --days 30 > gaps.md
+    """
+    from .api.app import open_store
+    from .gaps import find_gaps, gaps_report, report_html, report_markdown
+
+    settings = _settings()
+    retriever = load_retriever(settings, index_dir or settings.index_dir)
+    store = open_store(settings)
+    try:
+        report = gaps_report(find_gaps(store, retriever, days=days), retriever, settings.current_date())
+    finally:
+        store.dispose()
+    if fmt == "json":
+        click.echo(json.dumps(report, indent=2))
+    elif fmt == "html":
+        click.echo(report_html(report))
+    else:
+        click.echo(report_markdown(report))
+
+
 if __name__ == "__main__":
     main()

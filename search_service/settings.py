@@ -38,6 +38,10 @@ class Settings(BaseSettings):
     llm_timeout: float = Field(30.0, gt=0, description="Seconds to wait for the LLM before falling back to extractive.")
     llm_max_tokens: int = Field(400, ge=16, le=4096)
 
+    database_url: str = Field("sqlite:///.kb/kb.sqlite3", description="Feedback/analytics store; postgresql+psycopg://... for replicas.")
+    user_hash_secret: str = Field("", description="Secret for pseudonymous user ids; empty = a random one kept next to the index.")
+    log_retention_days: int = Field(180, ge=1, description="Ask logs and feedback older than this are deleted.")
+
     today: dt.date | None = Field(None, description="Override today's date (review and stale checks).")
 
     def current_date(self) -> dt.date:

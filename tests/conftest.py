@@ -30,6 +30,8 @@ def _isolated_settings(tmp_path, monkeypatch):
     monkeypatch.setenv("KB_TODAY", TODAY)
     monkeypatch.setenv("KB_CODEOWNERS", str(ROOT / "CODEOWNERS"))
     monkeypatch.setenv("KB_CONTENT_DIR", str(PLAYBOOKS))
+    monkeypatch.setenv("KB_DATABASE_URL", f"sqlite:///{tmp_path / 'kb.sqlite3'}")
+    monkeypatch.setenv("KB_USER_HASH_SECRET", "test-secret")
     get_settings.cache_clear()
     yield
     get_settings.cache_clear()
@@ -112,7 +114,9 @@ def live_api(retriever, tmp_path_factory):
     from search_service.api import create_app
     from search_service.settings import Settings
 
-    settings = Settings(today=TODAY, site_dir=tmp_path_factory.mktemp("no-site"))
+    data = tmp_path_factory.mktemp("live-api")
+    settings = Settings(today=TODAY, site_dir=data / "no-site", database_url=f"sqlite:///{data}/kb.sqlite3",
+                        user_hash_secret="test-secret")
     with LiveServer(create_app(settings, retriever=retriever, serve_site=False)) as server:
         yield server
 
@@ -130,3 +134,39 @@ def page_text(title: str, *, type_: str = "guide", owner: str = "@ai-coe/deliver
         f"---\ntitle: {title}\nsummary: About {title}.\ntype: {type_}\nowner: \"{owner}\"\n"
         f"last_reviewed: {last_reviewed}\naudience: [practitioners]\n{extra}---\n\n{body}"
     )
+
+
+def _postgres_bin() -> Path | None:
+    found = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"))
+    return found[-1].parent if found else None
+
+
+@pytest.fixture(scope="session")
+def postgres_url():
+    """A throwaway PostgreSQL server on loopback (initdb + pg_ctl), for the same tests as SQLite."""
+    import subprocess
+
+    bindir = _postgres_bin()
+    if bindir is None:
+        pytest.fail("PostgreSQL is not installed (scripts/test installs it: apt-get install postgresql)")
+    import tempfile
+
+    # Not under pytest's tmp folder: that is private to root, and the server runs as postgres.
+    base = Path(tempfile.mkdtemp(prefix="kb-pg-"))
+    data, sockets = base / "data", base / "sockets"
+    data.mkdir()
+    sockets.mkdir()
+    run_as = []
+    if os.geteuid() == 0:  # initdb refuses to run as root
+        for path in (base, data, sockets):
+            shutil.chown(path, "postgres")
+        run_as = ["runuser", "-u", "postgres", "--"]
+    subprocess.run([*run_as, str(bindir / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust"],
+                   check=True, capture_output=True)
+    port = free_port()
+    subprocess.run([*run_as, str(bindir / "pg_ctl"), "-D", str(data), "-l", str(data / "server.log"), "-w", "start",
+                    "-o", f"-p {port} -k {sockets} -c listen_addresses=127.0.0.1 -c max_connections=200"],
+                   check=True, capture_output=True)
+    yield f"postgresql+psycopg://postgres@127.0.0.1:{port}/postgres"
+    subprocess.run([*run_as, str(bindir / "pg_ctl"), "-D", str(data), "-m", "fast", "stop"], capture_output=True)
+    shutil.rmtree(base, ignore_errors=True)

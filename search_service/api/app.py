@@ -14,7 +14,7 @@ from starlette.exceptions import HTTPException
 
 from .. import __version__
 from ..settings import Settings, get_settings
-from . import ask, health, search
+from . import ask, feedback, health, metrics, search
 
 logger = logging.getLogger(__name__)
 
@@ -37,6 +37,18 @@ def _error(status: int, message: str, details=None) -> JSONResponse:
     return JSONResponse(body, status_code=status)
 
 
+def open_store(settings: Settings):
+    """The feedback store, migrated to the latest schema, old rows purged."""
+    from ..store import Store
+
+    store = Store.from_settings(settings)
+    store.migrate()
+    removed = store.purge(settings.log_retention_days)
+    if removed:
+        logger.info("purged %s ask log(s) older than %s days", removed, settings.log_retention_days)
+    return store
+
+
 def create_app(settings: Settings | None = None, *, retriever=None, serve_site: bool = True) -> FastAPI:
     """Build the FastAPI app.
 
@@ -51,9 +63,11 @@ def create_app(settings: Settings | None = None, *, retriever=None, serve_site: 
     async def lifespan(app: FastAPI):
         app.state.settings = settings
         app.state.retriever = retriever if retriever is not None else load_state(settings)
+        app.state.store = open_store(settings)
         manifest = app.state.retriever.index.manifest
         logger.info("index loaded: %s pages, %s chunks, model %s", manifest.get("pages"), manifest.get("chunks"), manifest.get("model"))
         yield
+        app.state.store.dispose()
 
     app = FastAPI(
         title="AI CoE playbook search",
@@ -80,7 +94,11 @@ def create_app(settings: Settings | None = None, *, retriever=None, serve_site: 
         logger.exception("unhandled error on %s", request.url.path)
         return _error(500, "internal error; the incident was logged")
 
+    app.state.metrics = metrics.Metrics(app)
+    app.middleware("http")(metrics.record_request)
     app.include_router(health.router)
+    app.include_router(metrics.router)
+    app.include_router(feedback.router)
     app.include_router(search.router)
     app.include_router(ask.router)
 

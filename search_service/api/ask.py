@@ -9,9 +9,14 @@ from fastapi import APIRouter
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
+import logging
+import time
+
 from ..answering import AnswerResult, ask_events
 from ..retrieval import Filters
-from .deps import RetrieverDep, SettingsDep
+from .deps import IdentityDep, MetricsDep, RetrieverDep, SettingsDep, StoreDep
+
+logger = logging.getLogger(__name__)
 
 router = APIRouter(prefix="/v1", tags=["ask"])
 
@@ -68,12 +73,12 @@ def to_response(answer: AnswerResult) -> AskResponse:
     )
 
 
-def boosts_for(retriever, page: str | None) -> dict[str, float] | None:
+def boosts_for(retriever, page: str | None, viewer) -> dict[str, float] | None:
     """'Ask about this page': favour the current page and the pages it names as related."""
     if not page:
         return None
     page = page.strip("/")
-    known = retriever.index.pages
+    known = {path: meta for path, meta in retriever.index.pages.items() if viewer.may_see(meta)}
     if page not in known:
         matches = [p for p in known if p.removesuffix(".md") == page or p.removesuffix(".md") + "/" == page + "/"]
         if not matches:
@@ -81,7 +86,8 @@ def boosts_for(retriever, page: str | None) -> dict[str, float] | None:
         page = matches[0]
     boosts = {page: 1.5}
     for related in known[page].related:
-        boosts.setdefault(related, 1.2)
+        if related in known:
+            boosts.setdefault(related, 1.2)
     return boosts
 
 
@@ -89,8 +95,21 @@ def _sse(event: str, data) -> str:
     return f"event: {event}\ndata: {json.dumps(data, ensure_ascii=False)}\n\n"
 
 
+def record(store, metrics, identity, question: str, answer: AnswerResult, started: float) -> None:
+    """Log the ask (pseudonymous) and count it; a logging failure never fails the answer."""
+    metrics.asks.labels(str(answer.answered).lower(), answer.mode).inc()
+    try:
+        store.log_ask(answer_id=answer.id, question=question, answered=answer.answered,
+                      confidence=answer.confidence, cited_pages=[c.path for c in answer.citations],
+                      latency_ms=(time.perf_counter() - started) * 1000, mode=answer.mode,
+                      fallback=answer.fallback, user_id=identity.user_id)
+    except Exception:  # noqa: BLE001 - the database being down must not take answers down
+        logger.exception("could not log ask %s", answer.id)
+
+
 @router.post("/ask", response_model=AskResponse, responses={200: {"content": {"text/event-stream": {}}}})
-def ask_endpoint(request: AskRequest, retriever: RetrieverDep, settings: SettingsDep):
+def ask_endpoint(request: AskRequest, retriever: RetrieverDep, settings: SettingsDep, store: StoreDep,
+                 metrics: MetricsDep, identity: IdentityDep):
     """Answer a question from the playbooks, citing the sections used.
 
     With ``"stream": true`` the reply is server-sent events: ``token`` events carry text as it
@@ -101,17 +120,23 @@ def ask_endpoint(request: AskRequest, retriever: RetrieverDep, settings: Setting
         from fastapi import HTTPException
 
         raise HTTPException(status_code=400, detail="question is blank")
+    started = time.perf_counter()
+    question = request.question.strip()
     filters = Filters(tuple(request.filters.type), tuple(request.filters.tag), tuple(request.filters.audience))
-    events = ask_events(retriever, request.question.strip(), settings=settings, filters=filters, mode=request.mode,
-                        stream=request.stream, boost_pages=boosts_for(retriever, request.page))
+    events = ask_events(retriever, question, settings=settings, filters=filters, mode=request.mode,
+                        stream=request.stream, viewer=identity.viewer,
+                        boost_pages=boosts_for(retriever, request.page, identity.viewer))
     if not request.stream:
-        return to_response(list(events)[-1][1])
+        answer = list(events)[-1][1]
+        record(store, metrics, identity, question, answer, started)
+        return to_response(answer)
 
     def body():
         for kind, value in events:
             if kind == "token":
                 yield _sse("token", {"text": value})
             else:
+                record(store, metrics, identity, question, value, started)
                 yield _sse("done", to_response(value).model_dump())
 
     return StreamingResponse(body(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})

@@ -2,12 +2,32 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, HTTPException, Request
 
-from ..retrieval import HybridRetriever
+from ..retrieval import HybridRetriever, Viewer
 from ..settings import Settings
+from ..store import Store
+from .metrics import Metrics
+
+
+@dataclass(frozen=True)
+class Identity:
+    """Who is calling: a user id (hashed before storage), their groups, and whether they administer."""
+
+    user_id: str
+    groups: frozenset[str] = field(default_factory=frozenset)
+    admin: bool = False
+
+    @property
+    def viewer(self) -> Viewer:
+        return Viewer(groups=self.groups)
+
+    def require_admin(self) -> None:
+        if not self.admin:
+            raise HTTPException(status_code=403, detail="this needs an administrator (a member of the admin group)")
 
 
 def get_retriever(request: Request) -> HybridRetriever:
@@ -18,5 +38,25 @@ def get_app_settings(request: Request) -> Settings:
     return request.app.state.settings
 
 
+def get_store(request: Request) -> Store:
+    return request.app.state.store
+
+
+def get_metrics(request: Request) -> Metrics:
+    return request.app.state.metrics
+
+
+def get_identity(request: Request) -> Identity:
+    """Set by the authentication middleware; without auth (loopback only) the caller is a local admin."""
+    identity = getattr(request.state, "identity", None)
+    if identity is not None:
+        return identity
+    host = request.client.host if request.client else "unknown"
+    return Identity(user_id=f"local:{host}", admin=True)
+
+
 RetrieverDep = Annotated[HybridRetriever, Depends(get_retriever)]
 SettingsDep = Annotated[Settings, Depends(get_app_settings)]
+StoreDep = Annotated[Store, Depends(get_store)]
+MetricsDep = Annotated[Metrics, Depends(get_metrics)]
+IdentityDep = Annotated[Identity, Depends(get_identity)]

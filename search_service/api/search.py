@@ -8,7 +8,7 @@ from fastapi import APIRouter, HTTPException, Query
 
 from ..results import SearchResponse, search_response
 from ..retrieval import Filters
-from .deps import RetrieverDep, SettingsDep
+from .deps import IdentityDep, RetrieverDep, SettingsDep
 
 router = APIRouter(prefix="/v1", tags=["search"])
 
@@ -19,6 +19,7 @@ MAX_QUERY_CHARS = 500
 def search(
     retriever: RetrieverDep,
     settings: SettingsDep,
+    identity: IdentityDep,
     q: Annotated[str, Query(min_length=1, max_length=MAX_QUERY_CHARS, description="The question or keywords.")],
     k: Annotated[int, Query(ge=1, le=50, description="Number of pages to return.")] = 10,
     type: Annotated[list[str] | None, Query(description="Only these page types.", max_length=10)] = None,  # noqa: A002
@@ -31,4 +32,4 @@ def search(
     if len(q) > settings.max_query_chars:
         raise HTTPException(status_code=400, detail=f"q is longer than {settings.max_query_chars} characters")
     filters = Filters(tuple(type or ()), tuple(tag or ()), tuple(audience or ()))
-    return search_response(retriever, q.strip(), k=k, filters=filters, settings=settings)
+    return search_response(retriever, q.strip(), k=k, filters=filters, settings=settings, viewer=identity.viewer)

@@ -1,0 +1,61 @@
+"""POST /v1/feedback and GET /v1/analytics/gaps: closing the loop with authors."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, HTTPException, Query
+from fastapi.responses import HTMLResponse, PlainTextResponse
+from pydantic import BaseModel, ConfigDict, Field
+
+from ..gaps import find_gaps, gaps_report, report_html, report_markdown
+from ..store import UnknownAnswer
+from .deps import IdentityDep, MetricsDep, RetrieverDep, SettingsDep, StoreDep
+
+router = APIRouter(prefix="/v1", tags=["feedback"])
+
+
+class FeedbackIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    answer_id: str = Field(min_length=32, max_length=32, pattern=r"^[0-9a-f]{32}$")
+    rating: Literal["up", "down"]
+    comment: str = Field("", max_length=2000)
+
+
+class FeedbackOut(BaseModel):
+    answer_id: str
+    rating: str
+    comment: str
+
+
+@router.post("/feedback", status_code=201, response_model=FeedbackOut)
+def post_feedback(body: FeedbackIn, store: StoreDep, identity: IdentityDep, request_metrics: MetricsDep) -> FeedbackOut:
+    """Rate an answer. Rating the same answer again replaces the earlier rating (idempotent)."""
+    try:
+        saved = store.add_feedback(answer_id=body.answer_id, rating=body.rating, comment=body.comment,
+                                   user_id=identity.user_id)
+    except UnknownAnswer:
+        raise HTTPException(status_code=404, detail=f"no answer with id {body.answer_id}") from None
+    request_metrics.feedback.labels(body.rating).inc()
+    return FeedbackOut(answer_id=saved.answer_id, rating=saved.rating, comment=saved.comment)
+
+
+@router.get("/analytics/gaps")
+def get_gaps(
+    store: StoreDep,
+    retriever: RetrieverDep,
+    settings: SettingsDep,
+    identity: IdentityDep,
+    days: Annotated[int | None, Query(ge=1, le=3650, description="Only questions from the last N days.")] = None,
+    format: Annotated[Literal["json", "markdown", "html"], Query(description="Output format.")] = "json",  # noqa: A002
+):
+    """Unanswered and down-rated questions grouped by meaning, with owners to route them to."""
+    identity.require_admin()
+    report = gaps_report(find_gaps(store, retriever, days=days), retriever, settings.current_date())
+    if format == "markdown":
+        return PlainTextResponse(report_markdown(report), media_type="text/markdown")
+    if format == "html":
+        return HTMLResponse(report_html(report))
+    return report
+

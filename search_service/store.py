@@ -1,0 +1,190 @@
+"""The feedback and analytics store: SQLAlchemy 2, migrated with Alembic.
+
+A SQLite file is the embedded default; point ``KB_DATABASE_URL`` at PostgreSQL when several
+service replicas share one store. User ids are never stored: only an HMAC of them with a
+secret (``KB_USER_HASH_SECRET``).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import hmac
+import json
+import logging
+import secrets
+from pathlib import Path
+
+from sqlalchemy import (
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    Integer,
+    String,
+    Text,
+    create_engine,
+    delete,
+    event,
+    func,
+    select,
+)
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, sessionmaker
+
+logger = logging.getLogger(__name__)
+MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+class AskLog(Base):
+    """One /v1/ask request (the answer id is the primary key)."""
+
+    __tablename__ = "ask_log"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow, index=True)
+    question: Mapped[str] = mapped_column(Text)
+    answered: Mapped[bool] = mapped_column(Boolean, index=True)
+    confidence: Mapped[float] = mapped_column(Float)
+    cited_pages: Mapped[str] = mapped_column(Text, default="[]")  # JSON list of page paths
+    latency_ms: Mapped[float] = mapped_column(Float)
+    mode: Mapped[str] = mapped_column(String(16))
+    fallback: Mapped[str | None] = mapped_column(Text, nullable=True)
+    user_hash: Mapped[str] = mapped_column(String(64), index=True)
+
+
+class Feedback(Base):
+    """A rating of an answer; one per answer (a second submission updates it)."""
+
+    __tablename__ = "feedback"
+
+    answer_id: Mapped[str] = mapped_column(String(32), ForeignKey("ask_log.id", ondelete="CASCADE"), primary_key=True)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow, index=True)
+    rating: Mapped[str] = mapped_column(String(8))
+    comment: Mapped[str] = mapped_column(Text, default="")
+    user_hash: Mapped[str] = mapped_column(String(64))
+
+
+class UnknownAnswer(LookupError):
+    """Feedback for an answer id that was never logged (or has been purged)."""
+
+
+def _secret_from_file(path: Path) -> str:
+    """A per-installation secret, created once with owner-only permissions."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if not path.exists():
+        path.write_text(secrets.token_hex(32))
+        path.chmod(0o600)
+    return path.read_text().strip()
+
+
+class Store:
+    """Ask logs and feedback in one database."""
+
+    def __init__(self, url: str, *, user_hash_secret: str) -> None:
+        if not user_hash_secret:
+            raise ValueError("a secret for hashing user ids is required")
+        self.url = url
+        self.secret = user_hash_secret.encode()
+        if url.startswith("sqlite:///"):
+            Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+        self.engine: Engine = create_engine(url, pool_pre_ping=True, future=True)
+        if self.engine.dialect.name == "sqlite":
+            @event.listens_for(self.engine, "connect")
+            def _sqlite_pragmas(connection, _record):  # concurrent writers wait instead of failing
+                cursor = connection.cursor()
+                cursor.execute("PRAGMA journal_mode=WAL")
+                cursor.execute("PRAGMA busy_timeout=10000")
+                cursor.execute("PRAGMA foreign_keys=ON")
+                cursor.close()
+        self.session = sessionmaker(self.engine, expire_on_commit=False)
+
+    @classmethod
+    def from_settings(cls, settings) -> Store:
+        secret = settings.user_hash_secret or _secret_from_file(Path(settings.index_dir).parent / "user-hash-secret")
+        return cls(settings.database_url, user_hash_secret=secret)
+
+    def migrate(self) -> None:
+        """Bring the schema to the latest Alembic revision."""
+        from alembic import command
+        from alembic.config import Config
+
+        config = Config()
+        config.set_main_option("script_location", str(MIGRATIONS))
+        config.set_main_option("sqlalchemy.url", self.url.replace("%", "%%"))
+        with self.engine.begin() as connection:
+            config.attributes["connection"] = connection
+            command.upgrade(config, "head")
+
+    def hash_user(self, user_id: str) -> str:
+        """Pseudonymous, stable id: HMAC-SHA256 of the raw id with the installation's secret."""
+        return hmac.new(self.secret, user_id.encode(), hashlib.sha256).hexdigest()
+
+    def log_ask(self, *, answer_id: str, question: str, answered: bool, confidence: float, cited_pages: list[str],
+                latency_ms: float, mode: str, fallback: str | None, user_id: str) -> None:
+        with self.session.begin() as session:
+            session.add(AskLog(id=answer_id, question=question, answered=answered, confidence=confidence,
+                               cited_pages=json.dumps(cited_pages), latency_ms=latency_ms, mode=mode,
+                               fallback=fallback, user_hash=self.hash_user(user_id)))
+
+    def add_feedback(self, *, answer_id: str, rating: str, comment: str, user_id: str) -> Feedback:
+        """Record a rating; the same answer rated again keeps one row with the latest rating."""
+        with self.session.begin() as session:
+            if session.get(AskLog, answer_id) is None:
+                raise UnknownAnswer(answer_id)
+            values = {"answer_id": answer_id, "rating": rating, "comment": comment,
+                      "user_hash": self.hash_user(user_id), "created_at": utcnow()}
+            insert = pg_insert if self.engine.dialect.name == "postgresql" else sqlite_insert
+            statement = insert(Feedback).values(**values)
+            statement = statement.on_conflict_do_update(
+                index_elements=[Feedback.answer_id],
+                set_={"rating": statement.excluded.rating, "comment": statement.excluded.comment,
+                      "created_at": statement.excluded.created_at})
+            session.execute(statement)
+        with self.session() as session:
+            return session.get(Feedback, answer_id)
+
+    def purge(self, older_than_days: int) -> int:
+        """Delete ask logs (and their feedback) older than the retention period; returns rows deleted."""
+        cutoff = utcnow() - dt.timedelta(days=older_than_days)
+        with self.session.begin() as session:
+            session.execute(delete(Feedback).where(Feedback.answer_id.in_(
+                select(AskLog.id).where(AskLog.created_at < cutoff))))
+            result = session.execute(delete(AskLog).where(AskLog.created_at < cutoff))
+            return result.rowcount or 0
+
+    def counts(self) -> dict[str, int]:
+        with self.session() as session:
+            asks = session.scalar(select(func.count()).select_from(AskLog)) or 0
+            unanswered = session.scalar(select(func.count()).select_from(AskLog).where(AskLog.answered.is_(False))) or 0
+            up = session.scalar(select(func.count()).select_from(Feedback).where(Feedback.rating == "up")) or 0
+            down = session.scalar(select(func.count()).select_from(Feedback).where(Feedback.rating == "down")) or 0
+        return {"asks": asks, "unanswered": unanswered, "feedback_up": up, "feedback_down": down}
+
+    def gap_questions(self, since: dt.datetime | None = None) -> list[tuple[AskLog, str]]:
+        """Unanswered asks and down-rated answers, with why each counts as a gap."""
+        with self.session() as session:
+            query = select(AskLog, Feedback.rating).outerjoin(Feedback, Feedback.answer_id == AskLog.id)
+            if since is not None:
+                query = query.where(AskLog.created_at >= since)
+            rows = session.execute(query.order_by(AskLog.created_at)).all()
+        out = []
+        for log, rating in rows:
+            if not log.answered:
+                out.append((log, "unanswered"))
+            elif rating == "down":
+                out.append((log, "rated down"))
+        return out
+
+    def dispose(self) -> None:
+        self.engine.dispose()
