@@ -318,22 +318,34 @@ def build_site(config_file: Path = Path("mkdocs.yml"), *, strict: bool = True) -
               help="Update the index and rebuild the site before serving.")
 @click.option("--config-file", type=click.Path(path_type=Path, dir_okay=False), default=Path("mkdocs.yml"),
               show_default=True, help="MkDocs configuration of the portal.")
-def serve_command(host: str | None, port: int | None, build: bool, config_file: Path) -> None:
+@click.option("--workers", type=click.IntRange(1, 64), default=1, show_default=True,
+              help="uvicorn worker processes; each loads the (read-only) index.")
+def serve_command(host: str | None, port: int | None, build: bool, config_file: Path, workers: int) -> None:
     """Serve the portal at / and the API at /v1 on one port.
+
+    Without authentication (KB_AUTH=none) it only binds to loopback. `kill -HUP <pid>` or
+    POST /v1/admin/reload swaps in a rebuilt index without dropping requests.
 
     \b
     Example:
-      kb serve            # http://127.0.0.1:8000
+      kb serve                                   # http://127.0.0.1:8000
+      KB_AUTH=proxy KB_TRUSTED_PROXIES=10.0.0.5 kb serve --host 0.0.0.0 --workers 4
     """
     import uvicorn
 
     from .api.app import create_app, load_state
+    from .auth import is_loopback
     from .embedding import ModelLoadError
     from .index import IndexLoadError
 
     settings = _settings()
     host = host or settings.host
     port = port or settings.port
+    if settings.auth == "none" and not is_loopback(host):
+        raise click.ClickException(
+            f"refusing to serve on {host} without authentication: anyone who can reach it could read every page. "
+            "Set KB_AUTH=token (and create tokens with `kb token create`) or KB_AUTH=proxy behind your SSO proxy, "
+            "or bind to 127.0.0.1.")
     if build:
         click.echo("updating the search index…", err=True)
         report, _ = run_index(settings, settings.content_dir, settings.index_dir)
@@ -345,7 +357,75 @@ def serve_command(host: str | None, port: int | None, build: bool, config_file: 
     except (IndexLoadError, ModelLoadError) as exc:
         raise click.ClickException(str(exc)) from exc
     click.echo(f"portal on http://{host}:{port}/  API on http://{host}:{port}/v1  (Ctrl+C stops)", err=True)
-    uvicorn.run(create_app(settings, retriever=retriever), host=host, port=port, log_level="info")
+    if workers > 1:
+        del retriever  # each worker process loads its own copy
+        uvicorn.run("search_service.api.app:create_app", factory=True, host=host, port=port, workers=workers,
+                    log_level="info")
+    else:
+        uvicorn.run(create_app(settings, retriever=retriever), host=host, port=port, log_level="info")
+
+
+@main.group("token")
+def token_group() -> None:
+    """API tokens for KB_AUTH=token: create (shown once), list, revoke."""
+
+
+def _store():
+    from .api.app import open_store
+
+    return open_store(_settings())
+
+
+@token_group.command("create")
+@click.option("--name", required=True, help="Who or what the token is for (unique).")
+@click.option("--groups", default="", help="Comma-separated groups, e.g. coe-leads,procurement.")
+@click.option("--admin", is_flag=True, help="May reload the index and read analytics.")
+def token_create(name: str, groups: str, admin: bool) -> None:
+    """Create a bearer token. It is printed once; only its hash is stored."""
+    from .auth import create_token
+
+    store = _store()
+    try:
+        token = create_token(store, name, [g.strip() for g in groups.split(",") if g.strip()], admin=admin)
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from exc
+    finally:
+        store.dispose()
+    click.echo(token)
+    click.echo(f"token {name!r} created; copy it now, it cannot be shown again", err=True)
+
+
+@token_group.command("list")
+def token_list() -> None:
+    """List tokens (names, groups, state; never the tokens themselves)."""
+    from .auth import list_tokens
+
+    store = _store()
+    try:
+        tokens = list_tokens(store)
+    finally:
+        store.dispose()
+    if not tokens:
+        click.echo("no tokens")
+    for t in tokens:
+        state = f"revoked {t.revoked_at:%Y-%m-%d}" if t.revoked_at else "active"
+        click.echo(f"{t.name:<24} groups={','.join(t.groups) or '-':<30} admin={'yes' if t.admin else 'no':<4} {state}")
+
+
+@token_group.command("revoke")
+@click.argument("name")
+def token_revoke(name: str) -> None:
+    """Revoke the token called NAME; requests using it get 401 from then on."""
+    from .auth import revoke_token
+
+    store = _store()
+    try:
+        revoke_token(store, name)
+    except KeyError as exc:
+        raise click.ClickException(str(exc.args[0])) from exc
+    finally:
+        store.dispose()
+    click.echo(f"token {name!r} revoked")
 
 
 @main.command("ask")

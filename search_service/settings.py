@@ -42,6 +42,14 @@ class Settings(BaseSettings):
     user_hash_secret: str = Field("", description="Secret for pseudonymous user ids; empty = a random one kept next to the index.")
     log_retention_days: int = Field(180, ge=1, description="Ask logs and feedback older than this are deleted.")
 
+    auth: Literal["none", "token", "proxy"] = Field(
+        "none", description="none (loopback only), token (bearer tokens from `kb token`), proxy (SSO proxy headers).")
+    trusted_proxies: str = Field("", description="Comma-separated addresses whose X-Forwarded-User/-Groups headers are trusted.")
+    admin_group: str = Field("kb-admins", description="Group whose members may reload the index and read analytics.")
+    rate_limit_per_minute: int = Field(120, ge=1, description="Requests per identity per minute on /v1 endpoints.")
+    max_body_bytes: int = Field(16384, ge=1024, description="Largest request body accepted.")
+    cors_origins: str = Field("", description="Comma-separated extra origins allowed to call the API from a browser.")
+
     today: dt.date | None = Field(None, description="Override today's date (review and stale checks).")
 
     def current_date(self) -> dt.date:

@@ -75,6 +75,19 @@ class Feedback(Base):
     user_hash: Mapped[str] = mapped_column(String(64))
 
 
+class ApiToken(Base):
+    """A bearer token for `KB_AUTH=token`; only its SHA-256 is stored."""
+
+    __tablename__ = "api_token"
+
+    name: Mapped[str] = mapped_column(String(100), primary_key=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    groups: Mapped[str] = mapped_column(Text, default="[]")  # JSON list
+    admin: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    revoked_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
 class UnknownAnswer(LookupError):
     """Feedback for an answer id that was never logged (or has been purged)."""
 

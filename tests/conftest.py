@@ -116,7 +116,7 @@ def live_api(retriever, tmp_path_factory):
 
     data = tmp_path_factory.mktemp("live-api")
     settings = Settings(today=TODAY, site_dir=data / "no-site", database_url=f"sqlite:///{data}/kb.sqlite3",
-                        user_hash_secret="test-secret")
+                        user_hash_secret="test-secret", rate_limit_per_minute=100_000)
     with LiveServer(create_app(settings, retriever=retriever, serve_site=False)) as server:
         yield server
 

@@ -63,7 +63,7 @@ def test_feedback_is_recorded_once_per_answer(store):
 def test_migrations_are_repeatable(store):
     store.migrate()  # second run is a no-op, not an error
     with store.engine.connect() as connection:
-        assert connection.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0001"
+        assert connection.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0002"
 
 
 def test_raw_user_ids_are_never_stored(store):
@@ -93,7 +93,8 @@ def service(retriever, database_url, tmp_path):
     from search_service.api import create_app
     from search_service.settings import Settings
 
-    settings = Settings(today=TODAY, site_dir=tmp_path / "no-site", database_url=database_url, user_hash_secret="s3cret")
+    settings = Settings(today=TODAY, site_dir=tmp_path / "no-site", database_url=database_url, user_hash_secret="s3cret",
+                        rate_limit_per_minute=100_000)
     with LiveServer(create_app(settings, retriever=retriever, serve_site=False)) as server:
         with httpx.Client(base_url=server.url, timeout=60) as client:
             yield client, settings

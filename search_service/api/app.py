@@ -14,7 +14,7 @@ from starlette.exceptions import HTTPException
 
 from .. import __version__
 from ..settings import Settings, get_settings
-from . import ask, feedback, health, metrics, search
+from . import admin, ask, feedback, health, metrics, search, security
 
 logger = logging.getLogger(__name__)
 
@@ -28,6 +28,24 @@ def load_state(settings: Settings):
     embedder = Embedder(settings.model, batch_size=settings.batch_size)
     index = load_index(settings.index_dir, model=embedder.name, dimension=embedder.dimension)
     return HybridRetriever(index, embedder)
+
+
+def _reload_on_sighup(app: FastAPI) -> None:
+    """`kill -HUP <pid>` reloads the index, like POST /v1/admin/reload."""
+    import asyncio
+    import signal
+
+    def handler() -> None:
+        try:
+            result = admin.reload_index(app)
+            logger.warning("SIGHUP: index reloaded (%s chunks)", result["chunks"])
+        except Exception as exc:  # noqa: BLE001 - keep serving the old index
+            logger.error("SIGHUP: new index rejected, still serving the previous one: %s", exc)
+
+    try:
+        asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, handler)
+    except (RuntimeError, ValueError, NotImplementedError):
+        pass  # not the main thread (embedded in tests) or no signals on this platform
 
 
 def _error(status: int, message: str, details=None) -> JSONResponse:
@@ -64,6 +82,7 @@ def create_app(settings: Settings | None = None, *, retriever=None, serve_site: 
         app.state.settings = settings
         app.state.retriever = retriever if retriever is not None else load_state(settings)
         app.state.store = open_store(settings)
+        _reload_on_sighup(app)
         manifest = app.state.retriever.index.manifest
         logger.info("index loaded: %s pages, %s chunks, model %s", manifest.get("pages"), manifest.get("chunks"), manifest.get("model"))
         yield
@@ -95,10 +114,21 @@ def create_app(settings: Settings | None = None, *, retriever=None, serve_site: 
         return _error(500, "internal error; the incident was logged")
 
     app.state.metrics = metrics.Metrics(app)
+    app.state.rate_limiter = security.RateLimiter(settings.rate_limit_per_minute)
+    app.state.settings = settings
+    # Middlewares run outermost-last: metrics see every request, including rejected ones.
+    app.middleware("http")(security.guard)
     app.middleware("http")(metrics.record_request)
+    origins = [o.strip() for o in settings.cors_origins.split(",") if o.strip()]
+    if origins:  # the portal's own origin needs no CORS; others only when listed
+        from fastapi.middleware.cors import CORSMiddleware
+
+        app.add_middleware(CORSMiddleware, allow_origins=origins, allow_methods=["GET", "POST"],
+                           allow_headers=["Authorization", "Content-Type"])
     app.include_router(health.router)
     app.include_router(metrics.router)
     app.include_router(feedback.router)
+    app.include_router(admin.router)
     app.include_router(search.router)
     app.include_router(ask.router)
 

@@ -47,12 +47,11 @@ def get_metrics(request: Request) -> Metrics:
 
 
 def get_identity(request: Request) -> Identity:
-    """Set by the authentication middleware; without auth (loopback only) the caller is a local admin."""
+    """Set by the guard middleware (``api/security.py``) for every /v1 request."""
     identity = getattr(request.state, "identity", None)
-    if identity is not None:
-        return identity
-    host = request.client.host if request.client else "unknown"
-    return Identity(user_id=f"local:{host}", admin=True)
+    if identity is None:  # only reachable if a /v1 route were mounted outside the guard
+        raise HTTPException(status_code=401, detail="not authenticated")
+    return identity
 
 
 RetrieverDep = Annotated[HybridRetriever, Depends(get_retriever)]

@@ -1,0 +1,36 @@
+"""POST /v1/admin/reload: swap in a newly built index with no failed requests."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, HTTPException, Request
+
+from ..index import IndexLoadError
+from .deps import IdentityDep
+
+router = APIRouter(prefix="/v1/admin", tags=["admin"])
+
+
+def reload_index(app) -> dict:
+    """Load the index that is current on disk and swap it in; the old one keeps serving on failure.
+
+    Requests already running finish on the retriever they started with.
+    """
+    from ..index import load_index
+    from ..retrieval import HybridRetriever
+
+    old = app.state.retriever
+    index = load_index(app.state.settings.index_dir, model=old.embedder.name, dimension=old.embedder.dimension)
+    app.state.retriever = HybridRetriever(index, old.embedder, old.params)
+    manifest = index.manifest
+    return {"status": "reloaded", "pages": manifest.get("pages"), "chunks": manifest.get("chunks"),
+            "built_at": manifest.get("built_at"), "content_hash": manifest.get("content_hash")}
+
+
+@router.post("/reload")
+def reload_endpoint(request: Request, identity: IdentityDep) -> dict:
+    """Reload the index from disk (administrators only). A broken index is refused with 409."""
+    identity.require_admin()
+    try:
+        return reload_index(request.app)
+    except IndexLoadError as exc:
+        raise HTTPException(status_code=409, detail=f"new index rejected, still serving the previous one: {exc}") from exc
