@@ -200,8 +200,9 @@ def build_index(
         try:
             hashes = [chunk.content_hash for chunk in chunks]
             known = cache.get_many(embedder.name, hashes, embedder.dimension)
-            missing = list(dict.fromkeys(h for h in hashes if h not in known))
             texts = {chunk.content_hash: chunk.embed_text() for chunk in chunks}
+            # Similar lengths in a batch mean little padding: embed shortest to longest.
+            missing = sorted(dict.fromkeys(h for h in hashes if h not in known), key=lambda h: len(texts[h]))
             progress.start(len(missing))
             # Commit vectors to the cache as they come, so a killed build keeps its work.
             step = embedder.batch_size * 2

@@ -6,6 +6,7 @@ import re
 from pathlib import Path
 
 import logging
+from functools import lru_cache
 
 import bm25s
 import numpy as np
@@ -24,6 +25,15 @@ STOPWORDS = frozenset(
 )
 _stemmer = Stemmer.Stemmer("english")
 logging.getLogger("bm25s").setLevel(logging.WARNING)  # it logs every index build at DEBUG
+
+
+@lru_cache(maxsize=65536)
+def stem_word(word: str) -> str | None:
+    """The stem of one word as BM25 sees it (None for stopwords and single letters); cached."""
+    word = word.lower().replace("'", "")
+    if word in STOPWORDS or len(word) <= 1:
+        return None
+    return _stemmer.stemWord(word)
 
 
 def tokenize(text: str) -> list[str]:

@@ -19,7 +19,7 @@ from .chunking import Chunk
 from .content import PageMeta, page_url
 from .embedding import Embedder
 from .index import SearchIndex
-from .keyword import tokenize
+from .keyword import _WORD_RE, stem_word, tokenize
 
 Mode = Literal["hybrid", "bm25", "dense"]
 
@@ -122,22 +122,34 @@ class HybridRetriever:
         self.embedder = embedder
         self.params = params or RetrievalParams()
         self.chunk_pages = [c.page_path for c in index.chunks]
+        self._allowed_cache: dict = {}
         self._by_page: dict[str, list[int]] = defaultdict(list)
         for i, path in enumerate(self.chunk_pages):
             self._by_page[path].append(i)
 
     def allowed(self, filters: Filters, viewer: Viewer) -> np.ndarray:
-        """Indices of the chunks this viewer may see and the filters allow."""
-        ok_pages = {path for path, meta in self.index.pages.items() if viewer.may_see(meta) and filters.allows(meta)}
-        return np.array([i for path in ok_pages for i in self._by_page.get(path, [])], dtype=np.int64)
+        """Indices of the chunks this viewer may see and the filters allow (cached per combination)."""
+        key = (filters, viewer.all_access, frozenset(viewer.groups))
+        cached = self._allowed_cache.get(key)
+        if cached is None:
+            ok_pages = {path for path, meta in self.index.pages.items() if viewer.may_see(meta) and filters.allows(meta)}
+            cached = np.array(sorted(i for path in ok_pages for i in self._by_page.get(path, [])), dtype=np.int64)
+            if len(self._allowed_cache) > 256:
+                self._allowed_cache.clear()
+            self._allowed_cache[key] = cached
+        return cached
 
     def dense_scores(self, query_vector: np.ndarray, allowed: np.ndarray, k: int) -> dict[int, float]:
         if allowed.size == 0:
             return {}
         k = min(k, int(allowed.size))
-        selector = faiss.IDSelectorBatch(allowed)
-        params = faiss.SearchParametersHNSW(sel=selector, efSearch=max(128, k)) if isinstance(
-            self.index.dense, faiss.IndexHNSW) else faiss.SearchParameters(sel=selector)
+        hnsw = isinstance(self.index.dense, faiss.IndexHNSW)
+        if allowed.size == self.index.dense.ntotal:
+            # Everything is visible: no selector needed (the common case, and the fastest).
+            params = faiss.SearchParametersHNSW(efSearch=max(128, k)) if hnsw else None
+        else:
+            selector = faiss.IDSelectorBatch(allowed)
+            params = faiss.SearchParametersHNSW(sel=selector, efSearch=max(128, k)) if hnsw else faiss.SearchParameters(sel=selector)
         scores, ids = self.index.dense.search(query_vector.reshape(1, -1), k, params=params)
         return {int(i): float(s) for i, s in zip(ids[0], scores[0], strict=True) if i >= 0}
 
@@ -278,22 +290,17 @@ def make_snippet(text: str, terms: list[str], *, words: int = 36) -> str:
     if not tokens:
         return ""
     wanted = set(terms)
-
-    def matches(token: str) -> bool:
-        stems = tokenize(token)
-        return bool(stems) and stems[0] in wanted
-
-    flags = [matches(t) for t in tokens]
-    best_start, best = 0, -1
-    for start in range(0, max(1, len(tokens) - words + 1)):
-        count = sum(flags[start: start + words])
-        if count > best:
-            best_start, best = start, count
-    window = range(best_start, min(len(tokens), best_start + words))
-    out = []
-    for i in window:
-        word = html.escape(tokens[i])
-        out.append(f"<mark>{word}</mark>" if flags[i] else word)
-    prefix = "… " if best_start > 0 else ""
-    suffix = " …" if best_start + words < len(tokens) else ""
-    return prefix + re.sub(r"\s+", " ", " ".join(out)) + suffix
+    flags = []
+    for token in tokens:
+        match = _WORD_RE.search(token.lower())
+        flags.append(match is not None and stem_word(match.group(0)) in wanted)
+    # The window with the most query terms (prefix sums keep this linear in the text length).
+    prefix = np.concatenate([[0], np.cumsum(flags)])
+    span = min(words, len(tokens))
+    counts = prefix[span:] - prefix[: len(tokens) - span + 1]
+    best_start = int(np.argmax(counts))
+    end = best_start + span
+    out = [f"<mark>{html.escape(tokens[i])}</mark>" if flags[i] else html.escape(tokens[i]) for i in range(best_start, end)]
+    prefix_mark = "… " if best_start > 0 else ""
+    suffix = " …" if end < len(tokens) else ""
+    return prefix_mark + " ".join(out) + suffix
