@@ -241,13 +241,13 @@ def bench_scale(work: Path, quick: bool) -> list[dict]:
 
 
 def bench_onnx(embedder, work: Path) -> dict:
-    from benchmarks.onnx_int8 import OnnxInt8Embedder
+    from search_service.embedding import OnnxInt8Embedder
     from search_service.evaluation import evaluate_retrieval, load_questions
     from search_service.index import build_index, load_index
     from search_service.retrieval import HybridRetriever
 
     say("7/7 ONNX Runtime int8 backend vs torch fp32")
-    onnx = OnnxInt8Embedder(embedder, work / "onnx")
+    onnx = OnnxInt8Embedder("", batch_size=embedder.batch_size, cache_dir=work / "onnx")
     texts = [c.embed_text() for c in load_index(work / "index").chunks]
     timings = {}
     for name, backend in (("torch", embedder), ("onnx_int8", onnx)):

@@ -146,10 +146,10 @@ def _progress_hooks(label: str, quiet: bool):
 
 
 def _embedder(settings):
-    from .embedding import Embedder, ModelLoadError
+    from .embedding import ModelLoadError, make_embedder
 
     try:
-        return Embedder(settings.model, batch_size=settings.batch_size)
+        return make_embedder(settings)
     except ModelLoadError as exc:
         raise click.ClickException(str(exc)) from exc
 

@@ -66,23 +66,103 @@ class Embedder:
                              else self.model.get_sentence_embedding_dimension())
 
     def embed_documents(self, texts: Sequence[str], *, on_batch: Callable[[int], None] | None = None) -> np.ndarray:
-        """Embed passages in batches; ``on_batch(n)`` is called after each batch of n texts."""
+        """Embed passages in batches, shortest first (less padding); ``on_batch(n)`` after each batch."""
         out = np.zeros((len(texts), self.dimension), dtype=np.float32)
+        order = np.argsort([len(t) for t in texts], kind="stable")
         for start in range(0, len(texts), self.batch_size):
-            batch = [self.document_prefix + t for t in texts[start: start + self.batch_size]]
-            out[start: start + len(batch)] = self.model.encode(
-                batch, batch_size=self.batch_size, normalize_embeddings=True,
-                convert_to_numpy=True, show_progress_bar=False,
-            )
+            idx = order[start: start + self.batch_size]
+            out[idx] = self._encode([self.document_prefix + texts[i] for i in idx])
             if on_batch:
-                on_batch(len(batch))
+                on_batch(len(idx))
         return out
+
+    def _encode(self, batch: list[str]) -> np.ndarray:
+        return self.model.encode(batch, batch_size=self.batch_size, normalize_embeddings=True,
+                                 convert_to_numpy=True, show_progress_bar=False)
 
     def embed_query(self, text: str) -> np.ndarray:
         """Embed one query (1-D vector)."""
         vector = self.model.encode([self.query_prefix + text], normalize_embeddings=True,
                                    convert_to_numpy=True, show_progress_bar=False)
         return vector[0].astype(np.float32)
+
+
+class OnnxInt8Embedder(Embedder):
+    """The same model run by ONNX Runtime with int8 weights: about 2.5x faster indexing and 4x faster
+    queries on CPU, with the same retrieval quality on our labelled questions (docs/benchmarks.md).
+
+    The ONNX file is exported locally from the sentence-transformers model (no hub) and
+    quantised once, then kept in ``cache_dir``.
+    """
+
+    def __init__(self, name: str = "", *, batch_size: int = 32, cache_dir: Path, threads: int | None = None,
+                 query_prefix: str = "", document_prefix: str = "") -> None:
+        import hashlib
+
+        super().__init__(name, batch_size=batch_size, query_prefix=query_prefix, document_prefix=document_prefix)
+        import onnxruntime as ort
+
+        base_name = self.name
+        self.name = base_name + "#onnx-int8"
+        self.tokenizer = self.model.tokenizer
+        self.max_length = self.model.max_seq_length
+        folder = Path(cache_dir) / hashlib.sha256(base_name.encode()).hexdigest()[:12]
+        int8 = folder / "model-int8.onnx"
+        if not int8.exists():
+            self._export(folder)
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads or min(4, os.cpu_count() or 1)
+        self.session = ort.InferenceSession(str(int8), options, providers=["CPUExecutionProvider"])
+
+    def _export(self, folder: Path) -> None:
+        import torch
+        from onnxruntime.quantization import QuantType, quantize_dynamic
+
+        folder.mkdir(parents=True, exist_ok=True)
+        bert = self.model[0].auto_model.eval()
+
+        class Encoder(torch.nn.Module):
+            def __init__(self, model) -> None:
+                super().__init__()
+                self.model = model
+
+            def forward(self, input_ids, attention_mask, token_type_ids):
+                return self.model(input_ids=input_ids, attention_mask=attention_mask,
+                                  token_type_ids=token_type_ids).last_hidden_state
+
+        names = ["input_ids", "attention_mask", "token_type_ids"]
+        sample = self.tokenizer(["a sample", "another sample text"], padding=True, return_tensors="pt")
+        fp32, tmp = folder / "model.onnx", folder / "model-int8.onnx.tmp"
+        logger.info("exporting %s to ONNX and quantising it to int8 (once)", self.name)
+        torch.onnx.export(Encoder(bert), tuple(sample[n] for n in names), str(fp32), input_names=names,
+                          output_names=["last_hidden_state"], opset_version=17, dynamo=False,
+                          dynamic_axes={n: {0: "batch", 1: "sequence"} for n in [*names, "last_hidden_state"]})
+        quantize_dynamic(str(fp32), str(tmp), weight_type=QuantType.QInt8)
+        os.replace(tmp, folder / "model-int8.onnx")
+        fp32.unlink(missing_ok=True)
+
+    def _encode(self, batch: list[str]) -> np.ndarray:
+        encoded = self.tokenizer(batch, padding=True, truncation=True, max_length=self.max_length, return_tensors="np")
+        hidden = self.session.run(None, {n: encoded[n].astype(np.int64)
+                                         for n in ("input_ids", "attention_mask", "token_type_ids")})[0]
+        mask = encoded["attention_mask"][..., None].astype(np.float32)
+        vectors = (hidden * mask).sum(axis=1) / np.maximum(mask.sum(axis=1), 1e-9)
+        return (vectors / np.linalg.norm(vectors, axis=1, keepdims=True)).astype(np.float32)
+
+    def embed_query(self, text: str) -> np.ndarray:
+        return self._encode([self.query_prefix + text])[0]
+
+
+def make_embedder(settings) -> Embedder:
+    """The embedder the settings ask for (``KB_MODEL``, ``KB_BACKEND``, ``KB_BATCH_SIZE``)."""
+    if settings.backend == "onnx-int8":
+        try:
+            import onnxruntime  # noqa: F401
+        except ImportError as exc:
+            raise ModelLoadError("KB_BACKEND=onnx-int8 needs onnxruntime and onnx: pip install onnx onnxruntime") from exc
+        return OnnxInt8Embedder(settings.model, batch_size=settings.batch_size,
+                                cache_dir=Path(settings.index_dir).parent / "onnx")
+    return Embedder(settings.model, batch_size=settings.batch_size)
 
 
 class EmbeddingCache:

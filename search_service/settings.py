@@ -23,6 +23,8 @@ class Settings(BaseSettings):
     site_url: str = Field("/", description="URL prefix of the portal, used to build citation links.")
 
     model: str = Field("", description="sentence-transformers model name or path; empty = packaged all-MiniLM-L6-v2.")
+    backend: Literal["torch", "onnx-int8"] = Field(
+        "torch", description="Embedding runtime; onnx-int8 is faster on CPU (needs onnx + onnxruntime).")
     batch_size: int = Field(32, ge=1, le=1024)
     index_type: Literal["flat", "hnsw"] = "flat"
 

@@ -21,11 +21,11 @@ logger = logging.getLogger(__name__)
 
 def load_state(settings: Settings):
     """Embedder, index and retriever for the service. Raises IndexLoadError / ModelLoadError."""
-    from ..embedding import Embedder
+    from ..embedding import make_embedder
     from ..index import load_index
     from ..retrieval import HybridRetriever
 
-    embedder = Embedder(settings.model, batch_size=settings.batch_size)
+    embedder = make_embedder(settings)
     index = load_index(settings.index_dir, model=embedder.name, dimension=embedder.dimension)
     return HybridRetriever(index, embedder)
 
