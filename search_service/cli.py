@@ -354,8 +354,13 @@ def serve_command(host: str | None, port: int | None, build: bool, config_file: 
         build_site(config_file)
     try:
         retriever = load_state(settings)
-    except (IndexLoadError, ModelLoadError) as exc:
+        from .api.app import open_store
+
+        open_store(settings).dispose()  # fail now, with a message, if the database is unusable
+    except (IndexLoadError, ModelLoadError, ValueError) as exc:
         raise click.ClickException(str(exc)) from exc
+    except Exception as exc:  # noqa: BLE001 - e.g. PostgreSQL unreachable
+        raise click.ClickException(f"cannot open the feedback database {settings.database_url!r}: {exc}") from exc
     click.echo(f"portal on http://{host}:{port}/  API on http://{host}:{port}/v1  (Ctrl+C stops)", err=True)
     if workers > 1:
         del retriever  # each worker process loads its own copy

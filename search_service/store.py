@@ -124,6 +124,10 @@ class Store:
 
     @classmethod
     def from_settings(cls, settings) -> Store:
+        if not settings.user_hash_secret and settings.auth != "none":
+            # Replicas must share one secret, or the same person gets a different id on each.
+            raise ValueError("set KB_USER_HASH_SECRET (the same long random value on every replica) when KB_AUTH is "
+                             f"{settings.auth!r}; e.g. python -c 'import secrets; print(secrets.token_hex(32))'")
         secret = settings.user_hash_secret or _secret_from_file(Path(settings.index_dir).parent / "user-hash-secret")
         return cls(settings.database_url, user_hash_secret=secret)
 
