@@ -140,8 +140,8 @@ class ContentError(Exception):
         return f"{self.path}:{self.line}: {self.message}"
 
 
-class _NoDatesLoader(yaml.SafeLoader):
-    """SafeLoader that leaves dates as strings, so pydantic reports bad dates precisely."""
+class _NoDatesLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # libyaml's parser when available
+    """Safe loader that leaves dates as strings, so pydantic reports bad dates precisely."""
 
 
 _NoDatesLoader.yaml_implicit_resolvers = {
@@ -224,51 +224,43 @@ def parse_page(text: str, path: str, *, strict: bool = False) -> Page:
         path: its path relative to the content folder (used in messages and URLs).
         strict: validate against :class:`AuthoredPageMeta` (the portal's own pages).
     """
-    errors = page_errors(text, path, strict=strict)
+    page, errors = _parse(text, path, strict=strict)
     if errors:
         raise errors[0]
-    return _build_page(text, path, strict=strict)
+    return page
 
 
 def page_errors(text: str, path: str, *, strict: bool = False) -> list[ContentError]:
     """All front-matter problems of a page; empty when it parses."""
-    header, _body, _start = split_front_matter(text)
+    return _parse(text, path, strict=strict)[1]
+
+
+def _parse(text: str, path: str, *, strict: bool) -> tuple[Page | None, list[ContentError]]:
+    """Parse a page once: the page, or the problems that stop it from loading."""
+    header, body, start = split_front_matter(text)
     if header is None:
         if strict:
-            return [ContentError(path, 1, "missing YAML front matter (a '---' block with title, type, owner, ...)")]
-        return []
+            return None, [ContentError(path, 1, "missing YAML front matter (a '---' block with title, type, owner, ...)")]
+        return Page(path=path, meta=PageMeta(title=_title_from_body(body, path)), body=body), []
     try:
-        raw = yaml.load(header, Loader=_NoDatesLoader)  # noqa: S506 - safe loader subclass
+        raw = yaml.load(header, Loader=_NoDatesLoader)  # noqa: S506 - a safe loader
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = mark.line + 2 if mark is not None else 1
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        return [ContentError(path, line, f"malformed YAML front matter: {problem}")]
+        return None, [ContentError(path, line, f"malformed YAML front matter: {problem}")]
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):
-        return [ContentError(path, 2, "front matter must be a mapping of 'key: value' lines")]
-    schema = AuthoredPageMeta if strict else PageMeta
+        return None, [ContentError(path, 2, "front matter must be a mapping of 'key: value' lines")]
     if "title" not in raw and not strict:
-        raw = {**raw, "title": _title_from_body(_body, path)}
-    try:
-        schema.model_validate(raw)
-    except ValidationError as exc:
-        return [ContentError(path, line, message) for line, message in format_validation_error(exc, header)]
-    return []
-
-
-def _build_page(text: str, path: str, *, strict: bool) -> Page:
-    header, body, start = split_front_matter(text)
-    if header is None:
-        meta = PageMeta(title=_title_from_body(body, path))
-        return Page(path=path, meta=meta, body=body, body_start_line=1, has_front_matter=False)
-    raw = yaml.load(header, Loader=_NoDatesLoader) or {}  # noqa: S506
-    if "title" not in raw:
-        raw["title"] = _title_from_body(body, path)
+        raw = {**raw, "title": _title_from_body(body, path)}
     schema = AuthoredPageMeta if strict else PageMeta
-    meta = schema.model_validate(raw)
-    return Page(path=path, meta=meta, body=body, body_start_line=start, has_front_matter=True, raw_meta=raw)
+    try:
+        meta = schema.model_validate(raw)
+    except ValidationError as exc:
+        return None, [ContentError(path, line, message) for line, message in format_validation_error(exc, header)]
+    return Page(path=path, meta=meta, body=body, body_start_line=start, has_front_matter=True, raw_meta=raw), []
 
 
 def iter_markdown_files(root: Path) -> list[Path]:
@@ -308,11 +300,10 @@ def load_content(root: Path, *, strict: bool = False) -> ContentSet:
         except (OSError, UnicodeDecodeError) as exc:
             errors.append(ContentError(rel, 1, f"cannot read file: {exc}"))
             continue
-        problems = page_errors(text, rel, strict=strict)
-        if problems:
-            errors.extend(problems)
-            continue
-        pages.append(_build_page(text, rel, strict=strict))
+        page, problems = _parse(text, rel, strict=strict)
+        errors.extend(problems)
+        if page is not None:
+            pages.append(page)
     return ContentSet(root=root, pages=pages, errors=errors)
 
 

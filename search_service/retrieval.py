@@ -157,9 +157,13 @@ class HybridRetriever:
         if allowed.size == 0:
             return {}
         scores = self.index.keyword.scores(query)
-        sub = scores[allowed]
-        top = np.argsort(-sub, kind="stable")[:k]
-        return {int(allowed[j]): float(sub[j]) for j in top if sub[j] > 0}
+        sub = scores if allowed.size == scores.size else scores[allowed]
+        if sub.size > k:  # partial selection: linear, not a full sort of every chunk
+            top = np.argpartition(-sub, k - 1)[:k]
+        else:
+            top = np.arange(sub.size)
+        ids = top if allowed.size == scores.size else allowed[top]
+        return {int(i): float(v) for i, v in zip(ids, sub[top], strict=True) if v > 0}
 
     def page_keyword_scores(self, query: str, pages: set[str]) -> dict[str, float]:
         scores = self.index.page_keyword.scores(query)
