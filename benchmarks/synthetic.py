@@ -35,8 +35,11 @@ def write_synthetic_index(directory: Path, n_chunks: int, *, index_type: str = "
     topics = rng.integers(0, len(centres), size=n_chunks)
     vectors = centres[topics] + 0.8 * rng.normal(size=(n_chunks, dimension)).astype(np.float32)
     vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
-    words = np.array(WORDS)
-    texts = [" ".join(words[rng.integers(0, len(words), size=60)]) for _ in range(n_chunks)]
+    # A Zipf-distributed vocabulary of 20k words (the CoE words are the most frequent), as in real
+    # text: a few words appear everywhere, most in a handful of chunks.
+    words = np.array(WORDS + [f"term{i}" for i in range(20_000 - len(WORDS))])
+    ranks = np.minimum(rng.zipf(1.2, size=(n_chunks, 60)) - 1, len(words) - 1)
+    texts = [" ".join(words[row]) for row in ranks]
     n_pages = max(1, n_chunks // chunks_per_page)
     build = directory / "builds" / "synthetic"
     build.mkdir(parents=True, exist_ok=True)

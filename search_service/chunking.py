@@ -71,17 +71,30 @@ class Chunk:
         return hashlib.sha256(self.embed_text().encode("utf-8")).hexdigest()
 
 
+_IMAGE_RE = re.compile(r"!\[([^\]]*)\]\([^)]*\)")
+_LINK_RE = re.compile(r"\[([^\]]*)\]\([^)]*\)")
+_REFLINK_RE = re.compile(r"\[([^\]]*)\]\[[^\]]*\]")
+_CODE_RE = re.compile(r"`+([^`]*)`+")
+_TAG_RE = re.compile(r"<[^>]+>")
+_STRONG_RE = re.compile(r"(\*\*|__)(.+?)\1")
+_EMPHASIS_RE = re.compile(r"(?<![\w*])([*_])(?!\s)(.+?)(?<!\s)\1(?![\w*])")
+
+
 def inline_to_text(markdown_text: str) -> str:
     """Plain text of inline Markdown, as the toc extension sees a heading."""
     text = _ATTR_RE.sub("", markdown_text)
-    text = re.sub(r"!\[([^\]]*)\]\([^)]*\)", r"\1", text)  # images -> alt text
-    text = re.sub(r"\[([^\]]*)\]\([^)]*\)", r"\1", text)  # links -> text
-    text = re.sub(r"\[([^\]]*)\]\[[^\]]*\]", r"\1", text)  # reference links
-    text = re.sub(r"`+([^`]*)`+", r"\1", text)
-    text = re.sub(r"<[^>]+>", "", text)  # raw HTML tags
-    text = re.sub(r"(\*\*|__)(.+?)\1", r"\2", text)
-    text = re.sub(r"(?<![\w*])([*_])(?!\s)(.+?)(?<!\s)\1(?![\w*])", r"\2", text)
-    return html.unescape(text).strip()
+    if "[" in text:
+        text = _IMAGE_RE.sub(r"\1", text)  # images -> alt text
+        text = _LINK_RE.sub(r"\1", text)  # links -> text
+        text = _REFLINK_RE.sub(r"\1", text)  # reference links
+    if "`" in text:
+        text = _CODE_RE.sub(r"\1", text)
+    if "<" in text:
+        text = _TAG_RE.sub("", text)  # raw HTML tags
+    if "*" in text or "_" in text:
+        text = _STRONG_RE.sub(r"\2", text)
+        text = _EMPHASIS_RE.sub(r"\2", text)
+    return html.unescape(text).strip() if "&" in text else text.strip()
 
 
 def iter_headings(body: str) -> Iterator[Heading]:

@@ -85,6 +85,28 @@ def _chunk_from_json(data: dict) -> Chunk:
     return Chunk(**data)
 
 
+def _page_hash(page: Page) -> str:
+    return hashlib.sha256(f"{CHUNKER_VERSION}\n{page.meta.model_dump_json()}\n{page.body}".encode()).hexdigest()
+
+
+def _previous_chunks(build: Path | None) -> dict[tuple[str, str], list[Chunk]]:
+    """Chunks of the previous build keyed by (page, page hash), to skip re-chunking unchanged pages."""
+    if build is None:
+        return {}
+    try:
+        hashes = json.loads((build / "page-hashes.json").read_text(encoding="utf-8"))
+        if hashes.get("chunker_version") != CHUNKER_VERSION:
+            return {}
+        by_page: dict[str, list[Chunk]] = {}
+        with open(build / "chunks.jsonl", encoding="utf-8") as handle:
+            for line in handle:
+                chunk = _chunk_from_json(json.loads(line))
+                by_page.setdefault(chunk.page_path, []).append(chunk)
+    except (OSError, ValueError, TypeError):
+        return {}  # no usable previous build: chunk everything
+    return {(path, digest): by_page[path] for path, digest in hashes["pages"].items() if path in by_page}
+
+
 def page_document(page: Page) -> str:
     """The text of a whole page for page-level keyword search."""
     return f"{page.meta.title}\n{page.meta.summary}\n{page.body}"
@@ -177,14 +199,20 @@ def build_index(
             shutil.rmtree(leftover, ignore_errors=True)
         content = load_content(content_dir)
         pages = {page.path: page.meta for page in content.pages}
+        previous = current_build(index_dir)
+        reusable = _previous_chunks(previous)
+        page_hashes: dict[str, str] = {}
         chunks: list[Chunk] = []
         for page in content.pages:
-            page_chunks = chunk_page(page)
-            chunks.append(page_profile(page, page_chunks))
+            page_hashes[page.path] = _page_hash(page)
+            # An unchanged page keeps its chunks from the previous build: no re-parsing.
+            page_chunks = reusable.get((page.path, page_hashes[page.path]))
+            if page_chunks is None:
+                body_chunks = chunk_page(page)
+                page_chunks = [page_profile(page, body_chunks), *body_chunks]
             chunks.extend(page_chunks)
         digest = content_hash(chunks, pages)
 
-        previous = current_build(index_dir)
         if previous is not None:
             try:
                 manifest = json.loads((previous / "manifest.json").read_text())
@@ -231,6 +259,7 @@ def build_index(
             os.fsync(handle.fileno())
         # Page order here is the row order of the page-level BM25 index.
         _write_json(tmp / "pages.json", {path: meta.model_dump(mode="json") for path, meta in pages.items()})
+        _write_json(tmp / "page-hashes.json", {"chunker_version": CHUNKER_VERSION, "pages": page_hashes})
         seconds = time.perf_counter() - started
         _write_json(tmp / "manifest.json", {
             "format": FORMAT_VERSION,

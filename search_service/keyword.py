@@ -38,8 +38,8 @@ def stem_word(word: str) -> str | None:
 
 def tokenize(text: str) -> list[str]:
     """Lowercase word tokens, stopwords removed, Snowball-stemmed."""
-    words = [w.replace("'", "") for w in _WORD_RE.findall(text.lower())]
-    return _stemmer.stemWords([w for w in words if w not in STOPWORDS and len(w) > 1])
+    stems = (stem_word(w) for w in _WORD_RE.findall(text.lower()))
+    return [stem for stem in stems if stem is not None]
 
 
 class KeywordIndex:

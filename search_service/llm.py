@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Iterator
+from contextlib import contextmanager
 
 import httpx
 
@@ -66,13 +67,11 @@ def _timeout(settings) -> httpx.Timeout:
     return httpx.Timeout(settings.llm_timeout, connect=min(5.0, settings.llm_timeout))
 
 
-def complete(settings, messages: list[dict]) -> str:
-    """One non-streaming completion. Raises LLMError on any failure."""
-    request = _request(settings, messages, stream=False)
+@contextmanager
+def _llm_errors(settings) -> Iterator[None]:
+    """Turn every transport or format failure of the LLM call into one LLMError with a reason."""
     try:
-        response = httpx.post(request["url"], headers=request["headers"], json=request["json"], timeout=_timeout(settings))
-        response.raise_for_status()
-        return response.json()["choices"][0]["message"]["content"] or ""
+        yield
     except httpx.TimeoutException as exc:
         raise LLMError(f"LLM timed out after {settings.llm_timeout:g}s") from exc
     except httpx.HTTPStatusError as exc:
@@ -83,31 +82,30 @@ def complete(settings, messages: list[dict]) -> str:
         raise LLMError("LLM returned a malformed response") from exc
 
 
+def complete(settings, messages: list[dict]) -> str:
+    """One non-streaming completion. Raises LLMError on any failure."""
+    request = _request(settings, messages, stream=False)
+    with _llm_errors(settings):
+        response = httpx.post(request["url"], headers=request["headers"], json=request["json"], timeout=_timeout(settings))
+        response.raise_for_status()
+        return response.json()["choices"][0]["message"]["content"] or ""
+
+
 def stream_completion(settings, messages: list[dict]) -> Iterator[str]:
     """Yield text deltas from a streaming completion. Raises LLMError on any failure."""
     request = _request(settings, messages, stream=True)
-    try:
-        with httpx.stream("POST", request["url"], headers=request["headers"], json=request["json"],
-                          timeout=_timeout(settings)) as response:
-            response.raise_for_status()
-            for line in response.iter_lines():
-                if not line.startswith("data:"):
-                    continue
-                data = line[5:].strip()
-                if data == "[DONE]":
-                    return
-                try:
-                    delta = json.loads(data)["choices"][0].get("delta", {}).get("content")
-                except (ValueError, KeyError, IndexError, TypeError) as exc:
-                    raise LLMError("LLM stream sent a malformed event") from exc
-                if delta:
-                    yield delta
-    except httpx.TimeoutException as exc:
-        raise LLMError(f"LLM timed out after {settings.llm_timeout:g}s") from exc
-    except httpx.HTTPStatusError as exc:
-        raise LLMError(f"LLM returned HTTP {exc.response.status_code}") from exc
-    except httpx.HTTPError as exc:
-        raise LLMError(f"LLM unreachable: {type(exc).__name__}") from exc
+    with _llm_errors(settings), httpx.stream("POST", request["url"], headers=request["headers"], json=request["json"],
+                                             timeout=_timeout(settings)) as response:
+        response.raise_for_status()
+        for line in response.iter_lines():
+            if not line.startswith("data:"):
+                continue
+            data = line[5:].strip()
+            if data == "[DONE]":
+                return
+            delta = json.loads(data)["choices"][0].get("delta", {}).get("content")
+            if delta:
+                yield delta
 
 
 def finish_generated(

@@ -7,7 +7,6 @@ excluded from the FAISS search itself (an ID selector) and from the BM25 candida
 from __future__ import annotations
 
 import html
-import re
 from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Literal

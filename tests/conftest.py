@@ -170,3 +170,16 @@ def postgres_url():
     yield f"postgresql+psycopg://postgres@127.0.0.1:{port}/postgres"
     subprocess.run([*run_as, str(bindir / "pg_ctl"), "-D", str(data), "-m", "fast", "stop"], capture_output=True)
     shutil.rmtree(base, ignore_errors=True)
+
+
+def read_sse(response) -> list[tuple[str, dict]]:
+    """(event, data) pairs of a server-sent-events response."""
+    import json
+
+    events, event = [], None
+    for line in response.iter_lines():
+        if line.startswith("event:"):
+            event = line[6:].strip()
+        elif line.startswith("data:"):
+            events.append((event, json.loads(line[5:])))
+    return events

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import json
 
 import httpx
 import pytest
 
 from search_service.answering import check_citations
+
+from .conftest import read_sse
 
 pytestmark = pytest.mark.slow
 
@@ -56,15 +57,9 @@ def test_generative_without_llm_configured_answers_extractively(client):
 
 
 def test_streaming_sends_tokens_then_done_with_citations(client):
-    events = []
     with client.stream("POST", "/v1/ask", json={"question": "who pays for the shared AI platform?", "stream": True}) as response:
         assert response.headers["content-type"].startswith("text/event-stream")
-        event = None
-        for line in response.iter_lines():
-            if line.startswith("event:"):
-                event = line[6:].strip()
-            elif line.startswith("data:"):
-                events.append((event, json.loads(line[5:])))
+        events = read_sse(response)
     kinds = [kind for kind, _ in events]
     assert kinds[-1] == "done" and "token" in kinds
     done = events[-1][1]

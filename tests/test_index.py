@@ -146,3 +146,19 @@ def test_killed_build_leaves_previous_index_loadable(tmp_path, copy_of_playbooks
 
 def test_repository_index_covers_every_page(retriever):
     assert len(retriever.index.pages) == len(list(PLAYBOOKS.rglob("*.md")))
+
+
+def test_incremental_build_equals_a_build_from_scratch(tmp_path, copy_of_playbooks, embedder):
+    """Reused chunks of unchanged pages plus re-chunked edited pages == chunking everything anew."""
+    incremental = tmp_path / "incremental"
+    build_index(copy_of_playbooks, incremental, embedder)
+    page = copy_of_playbooks / "delivery" / "pilot-to-production.md"
+    page.write_text(page.read_text().replace("## Purpose\n", "## Purpose\n\nA new first sentence.\n", 1))
+    (copy_of_playbooks / "faq" / "general.md").unlink()
+    build_index(copy_of_playbooks, incremental, embedder)
+    scratch = tmp_path / "scratch"
+    build_index(copy_of_playbooks, scratch, embedder)
+    a, b = load_index(incremental), load_index(scratch)
+    assert [(c.id, c.text) for c in a.chunks] == [(c.id, c.text) for c in b.chunks]
+    assert a.manifest["content_hash"] == b.manifest["content_hash"]
+    assert np.allclose(a.vectors, b.vectors, atol=1e-5)

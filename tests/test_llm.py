@@ -7,8 +7,6 @@ the fallbacks; not the tiny model's wisdom.
 from __future__ import annotations
 
 import importlib.util
-import json
-import socket
 import subprocess
 import sys
 import threading
@@ -25,7 +23,7 @@ from search_service.llm import build_messages
 from search_service.retrieval import HybridRetriever
 from search_service.settings import Settings
 
-from .conftest import TODAY, LiveServer, free_port, page_text, write_page
+from .conftest import TODAY, LiveServer, free_port, page_text, read_sse, write_page
 
 pytestmark = pytest.mark.slow
 
@@ -105,16 +103,10 @@ def test_round_trip_through_real_server(generative_api):
 
 
 def test_streaming_from_real_server(generative_api):
-    events = []
     with generative_api.stream("POST", "/v1/ask", json={"question": "how should we fund pilots?", "mode": "generative",
                                                          "stream": True}) as response:
         assert response.status_code == 200
-        event = None
-        for line in response.iter_lines():
-            if line.startswith("event:"):
-                event = line[6:].strip()
-            elif line.startswith("data:"):
-                events.append((event, json.loads(line[5:])))
+        events = read_sse(response)
     tokens = [data["text"] for kind, data in events if kind == "token"]
     assert events[-1][0] == "done" and tokens
     done = events[-1][1]

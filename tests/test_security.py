@@ -22,7 +22,7 @@ from search_service.retrieval import Filters, HybridRetriever, Viewer
 from search_service.settings import Settings
 from search_service.store import Store
 
-from .conftest import PLAYBOOKS, TODAY, LiveServer, free_port, page_text, write_page
+from .conftest import TODAY, LiveServer, free_port, page_text, write_page
 
 pytestmark = pytest.mark.slow
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 import datetime as dt
 import html
 import logging
-import os
 import posixpath
 from collections import defaultdict
 from pathlib import Path
