@@ -134,12 +134,18 @@ class PortalPlugin(BasePlugin[PortalConfig]):
         for uri, title, groups in (
             ("catalog/by-type.md", "Catalog by type", [(TYPE_TITLES[t], by_type[t]) for t in PageType if by_type[t]]),
             ("catalog/by-audience.md", "Catalog by audience", [(a.value.capitalize(), by_audience[a]) for a in Audience if by_audience[a]]),
-            ("catalog/by-tag.md", "Catalog by tag", [(tag, by_tag[tag]) for tag in sorted(by_tag)]),
         ):
             parts = [f"---\ntitle: {title}\n---\n"]
             for heading, group in groups:
                 parts.append(f"## {heading}\n\n{_page_table(group, uri, self.today)}\n")
             out[uri] = "\n".join(parts)
+        # Tags list many pages many times: links only, the tables above carry the details.
+        parts = ["---\ntitle: Catalog by tag\n---\n"]
+        for tag in sorted(by_tag):
+            links = ", ".join(f"[{_esc(p.meta.title)}]({_link('catalog/by-tag.md', p.path)})"
+                              for p in sorted(by_tag[tag], key=lambda p: p.meta.title.lower()))
+            parts.append(f"## {tag}\n\n{links}\n")
+        out["catalog/by-tag.md"] = "\n".join(parts)
         return out
 
     # Prepend the header (type, owner, status, last reviewed) and the stale/deprecated banners.
