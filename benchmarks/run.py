@@ -293,6 +293,22 @@ def bench_load(index_dir: Path, work: Path, duration: float) -> dict:
     return result
 
 
+# Why a ratio can miss its goal, shown in the report only when it does.
+LIMITS = {
+    "ratio_search_vs_embedding": "a search is one query embedding plus fixed work that does not shrink with the "
+        "model: HTTP and JSON (about 2 ms on loopback), two BM25 scorings and the FAISS search (about 2 ms), and "
+        "snippets for every returned section. With a faster embedding (ONNX int8, 1.8 ms) the ratio grows although "
+        "searches get faster.",
+    "ratio_plugin_vs_plain": "the plugin's cost is mostly fixed: importing the content schema (pydantic, about "
+        "0.1 s) and rendering the generated catalog pages, which a plain build does not have. It matters less as "
+        "the portal grows.",
+    "ratio_reindex_vs_full": "a re-index still rebuilds both BM25 indexes and rewrites the artifact; on a 49-page "
+        "portal that fixed part is a visible share of a 5-second build.",
+    "ratio_build_vs_raw": "parsing, chunking, BM25 and writing the artifact add to the model's forward pass.",
+}
+MISSED = {"ratio_build_vs_raw": lambda v: v < 0.9, "ratio_reindex_vs_full": lambda v: v > 0.02,
+          "ratio_search_vs_embedding": lambda v: v > 1.5, "ratio_plugin_vs_plain": lambda v: v > 1.15}
+
 GOALS = {
     "index build ÷ raw forward (throughput)": ("indexing", "ratio_build_vs_raw", "≥ 0.9"),
     "re-index one page ÷ full build (time)": ("indexing", "ratio_reindex_vs_full", "≤ 0.02"),
@@ -309,6 +325,10 @@ def write_report(results: dict) -> None:
              "| Measure | Ratio | Goal |", "| --- | --- | --- |"]
     for label, (group, key, goal) in GOALS.items():
         lines.append(f"| {label} | {results[group][key]} | {goal} |")
+    misses = [(label, key) for label, (group, key, _) in GOALS.items() if key in MISSED and MISSED[key](results[group][key])]
+    if misses:
+        lines += ["", "What limits the ratios that miss their goal:", ""]
+        lines += [f"- **{label}**: {LIMITS[key]}" for label, key in misses]
     h, i = results["http"], results["indexing"]
     lines += ["", "| Detail | Value |", "| --- | --- |",
               f"| chunks / tokens indexed | {i['chunks']} / {i['tokens']} |",
@@ -328,7 +348,10 @@ def write_report(results: dict) -> None:
               f"| query p50 (ms) | {o['torch_query_p50_ms']} | {o['onnx_int8_query_p50_ms']} | {o['speedup_query']}× faster |",
               f"| recall@5 | {o['recall@5_torch']} | {o['recall@5_onnx_int8']} | {o['recall@5_change']:+} |",
               f"| MRR@10 | {o['mrr@10_torch']} | {o['mrr@10_onnx_int8']} | {o['mrr@10_change']:+} |", "",
-              f"Goal (≥ 2× faster for indexing and queries, ≤ 0.01 recall@5 lost): {'met' if o['meets_goal'] else 'not met'}.", ""]
+              f"Goal (≥ 2× faster for indexing and queries, ≤ 0.01 recall@5 lost): {'met' if o['meets_goal'] else 'not met'}"
+              f" (queries {o['speedup_query']}×, indexing {o['speedup_index']}×). Batched indexing on PyTorch already "
+              "uses the CPU's vector units well, so int8 gains little there; a single short query gains the most. "
+              "`KB_BACKEND=onnx-int8` is offered for serving, where query latency matters.", ""]
     if "load" in results:
         l = results["load"]
         lines += ["## Load test", "", f"{l['clients']} concurrent clients for {l['duration_s']:.0f} s, 70% search / 30% ask, "
@@ -375,7 +398,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="smaller samples (about 3 minutes)")
     parser.add_argument("--skip-load", action="store_true", help="skip the 60-second load test")
+    parser.add_argument("--report-only", action="store_true", help="rewrite the report and plots from results.json")
     args = parser.parse_args()
+    if args.report_only:
+        results = json.loads(RESULTS.read_text())
+        write_report(results)
+        write_plots(results)
+        return
     from search_service.embedding import Embedder
 
     embedder = Embedder("")

@@ -67,7 +67,8 @@ def portal(tmp_path_factory, embedder):
     build_index(project / "playbooks", project / "index", embedder)
     port = free_port()
     env = {**os.environ, "KB_CONTENT_DIR": str(project / "playbooks"), "KB_INDEX_DIR": str(project / "index"),
-           "KB_SITE_DIR": str(project / "site"), "HF_HUB_OFFLINE": "1", "NO_MKDOCS_2_WARNING": "1"}
+           "KB_SITE_DIR": str(project / "site"), "HF_HUB_OFFLINE": "1", "NO_MKDOCS_2_WARNING": "1",
+           "KB_DATABASE_URL": f"sqlite:///{project}/kb.sqlite3", "KB_USER_HASH_SECRET": "e2e"}
     log = open(project / "serve.log", "w")  # noqa: SIM115
     # `kb serve` builds the site (strict) from the copied project, then serves site + API.
     proc = subprocess.Popen(
@@ -141,6 +142,16 @@ def test_ask_shows_answer_with_citation_that_lands_on_the_section(portal, page):
     heading = page.locator("h2#steps")
     assert heading.count() == 1 and heading.is_visible()
     assert page.locator(".kb-page-header").count() == 1
+
+
+def test_thumbs_send_feedback(portal, page):
+    page.goto(portal["url"] + "/ask/")
+    box = ask(page, "who pays for the shared AI platform?")
+    page.wait_for_selector(".kb-ask .kb-thumb", timeout=30_000)
+    with page.expect_response(lambda r: r.url.endswith("/v1/feedback")) as response:
+        box.locator('.kb-thumb[data-rating="up"]').click()
+    assert response.value.status == 201
+    assert "Thanks for the feedback." in box.locator(".kb-feedback").inner_text()
 
 
 def test_search_as_you_type_shows_sections_with_highlighted_terms(portal, page):
