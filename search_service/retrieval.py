@@ -7,6 +7,7 @@ excluded from the FAISS search itself (an ID selector) and from the BM25 candida
 from __future__ import annotations
 
 import html
+from functools import lru_cache
 from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Literal
@@ -287,23 +288,41 @@ def chunk_url(chunk: Chunk, site_url: str = "/") -> str:
     return f"{url}#{chunk.anchor}" if chunk.anchor else url
 
 
+@lru_cache(maxsize=16384)
+def _token_stems(text: str) -> tuple[tuple[str, ...], tuple[str | None, ...]]:
+    """Whitespace tokens of a text and the stem of each (None for stopwords/punctuation); cached per text."""
+    tokens = tuple(text.split())
+    stems = []
+    for token in tokens:
+        match = _WORD_RE.search(token.lower())
+        stems.append(stem_word(match.group(0)) if match else None)
+    return tokens, tuple(stems)
+
+
 def make_snippet(text: str, terms: list[str], *, words: int = 36) -> str:
     """An HTML-escaped window of ``text`` with query terms wrapped in ``<mark>``."""
-    tokens = text.split()
+    tokens, stems = _token_stems(text)
     if not tokens:
         return ""
     wanted = set(terms)
-    flags = []
-    for token in tokens:
-        match = _WORD_RE.search(token.lower())
-        flags.append(match is not None and stem_word(match.group(0)) in wanted)
+    flags = [stem in wanted for stem in stems]
     # The window with the most query terms (prefix sums keep this linear in the text length).
     prefix = np.concatenate([[0], np.cumsum(flags)])
     span = min(words, len(tokens))
     counts = prefix[span:] - prefix[: len(tokens) - span + 1]
     best_start = int(np.argmax(counts))
     end = best_start + span
-    out = [f"<mark>{html.escape(tokens[i])}</mark>" if flags[i] else html.escape(tokens[i]) for i in range(best_start, end)]
+    out, plain = [], []
+    for i in range(best_start, end):
+        if flags[i]:
+            if plain:
+                out.append(html.escape(" ".join(plain)))
+                plain = []
+            out.append(f"<mark>{html.escape(tokens[i])}</mark>")
+        else:
+            plain.append(tokens[i])
+    if plain:
+        out.append(html.escape(" ".join(plain)))
     prefix_mark = "… " if best_start > 0 else ""
     suffix = " …" if end < len(tokens) else ""
     return prefix_mark + " ".join(out) + suffix
