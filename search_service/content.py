@@ -182,6 +182,28 @@ def key_line(header: str, key: str) -> int:
     return 1
 
 
+def _lenient_meta(raw: dict, body: str, path: str) -> PageMeta:
+    """The schema's fields that are usable, defaults for the rest: keys of other tools (``hide``,
+    ``icon``, ``search``...) are ignored, free-form tags are slugified, invalid values dropped."""
+    from markdown.extensions.toc import slugify
+
+    values = {key: value for key, value in raw.items() if key in PageMeta.model_fields}
+    if isinstance(values.get("tags"), list):
+        values["tags"] = list(dict.fromkeys(t for t in (slugify(str(tag), "-") for tag in values["tags"]) if t))
+    if not isinstance(values.get("title"), str) or not values.get("title", "").strip():
+        values["title"] = _title_from_body(body, path)
+    for _ in range(len(values) + 1):
+        try:
+            return PageMeta.model_validate(values)
+        except ValidationError as exc:
+            bad = {str(err["loc"][0]) for err in exc.errors() if err["loc"]} - {"title"}
+            if not bad:
+                break
+            for key in bad:
+                values.pop(key, None)
+    return PageMeta(title=_title_from_body(body, path))
+
+
 def _title_from_body(body: str, path: str) -> str:
     match = _HEADING_RE.search(_strip_code_blocks(body))
     if match:
@@ -253,11 +275,12 @@ def _parse(text: str, path: str, *, strict: bool) -> tuple[Page | None, list[Con
         raw = {}
     if not isinstance(raw, dict):
         return None, [ContentError(path, 2, "front matter must be a mapping of 'key: value' lines")]
-    if "title" not in raw and not strict:
-        raw = {**raw, "title": _title_from_body(body, path)}
-    schema = AuthoredPageMeta if strict else PageMeta
+    if not strict:
+        # Foreign Markdown (another MkDocs site) loads whatever its front matter holds.
+        meta = _lenient_meta(raw, body, path)
+        return Page(path=path, meta=meta, body=body, body_start_line=start, has_front_matter=True, raw_meta=raw), []
     try:
-        meta = schema.model_validate(raw)
+        meta = AuthoredPageMeta.model_validate(raw)
     except ValidationError as exc:
         return None, [ContentError(path, line, message) for line, message in format_validation_error(exc, header)]
     return Page(path=path, meta=meta, body=body, body_start_line=start, has_front_matter=True, raw_meta=raw), []

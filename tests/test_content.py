@@ -56,8 +56,8 @@ def test_page_url_matches_mkdocs_directory_urls(path, url):
 
 def test_bad_page_raises_content_error_with_line():
     with pytest.raises(ContentError) as info:
-        parse_page("---\ntitle: x\nstatus: shiny\n---\n", "x.md")
-    assert info.value.line == 3
+        parse_page(page_text("x", extra="status: shiny\n"), "x.md", strict=True)
+    assert info.value.line == 8
     assert "status" in info.value.message
 
 
@@ -95,3 +95,18 @@ def test_repository_content_counts_hold():
         assert set(REQUIRED_SECTIONS[PageType.playbook]) <= {
             line[3:].strip() for line in page.body.splitlines() if line.startswith("## ")
         }, page.path
+
+
+def test_foreign_mkdocs_front_matter_loads_leniently(content_dir):
+    """Pages of another MkDocs site carry keys of their own tools and free-form values."""
+    write_page(content_dir, "guide/setup.md", "---\nhide:\n  - navigation\nicon: material/rocket\n"
+               "tags: [Getting Started, API v2]\nstatus: new\nsearch:\n  boost: 2\nlast_reviewed: someday\n---\n"
+               "# Setting up\n\nText.\n")
+    write_page(content_dir, "guide/plain.md", "---\ndescription: Only a description\n---\nNo heading here.\n")
+    content = load_content(content_dir)
+    assert content.errors == []
+    pages = content.by_path()
+    setup = pages["guide/setup.md"].meta
+    assert setup.title == "Setting up" and setup.tags == ["getting-started", "api-v2"]
+    assert setup.status.value == "published" and setup.last_reviewed is None
+    assert pages["guide/plain.md"].meta.title == "Plain"
