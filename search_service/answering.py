@@ -142,7 +142,7 @@ def select_sources(result: SearchResult, *, pages: int = 3, per_page: int = 2, c
     return sources
 
 
-def _citations(sources: list[Chunk], used: list[int], terms: list[str], site_url: str, titles: dict[str, str]) -> list[Citation]:
+def make_citations(sources: list[Chunk], used: list[int], terms: list[str], site_url: str, titles: dict[str, str]) -> list[Citation]:
     return [
         Citation(n=n, title=titles.get(sources[i].page_path, sources[i].title), section=sources[i].section,
                  url=chunk_url(sources[i], site_url), snippet=make_snippet(sources[i].text, terms), path=sources[i].page_path)
@@ -244,7 +244,7 @@ def extractive_answer(
     return AnswerResult(
         answer=joiner.join(lines),
         answered=True,
-        citations=_citations(sources, used, result.terms, site_url, titles),
+        citations=make_citations(sources, used, result.terms, site_url, titles),
         confidence=round(confidence, 4),
         mode=mode,
         fallback=fallback,

@@ -9,7 +9,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from .content import due_for_review
+from .content import Page, due_for_review
 from .retrieval import ANONYMOUS, HybridRetriever, chunk_url
 from .store import Store
 
@@ -97,8 +97,6 @@ def find_gaps(store: Store, retriever: HybridRetriever, *, days: int | None = No
 
 def gaps_report(clusters: list[GapCluster], retriever: HybridRetriever, today: dt.date) -> dict:
     """The report as JSON-ready data: gap clusters plus public pages due for review."""
-    from .content import Page
-
     pages = [Page(path=path, meta=meta, body="") for path, meta in retriever.index.pages.items() if meta.access is None]
     stale = [{"path": d.page.path, "title": d.page.meta.title, "owner": d.page.meta.owner, "due": str(d.due),
               "days_overdue": d.days_overdue} for d in due_for_review(pages, today)]

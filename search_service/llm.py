@@ -17,7 +17,7 @@ import httpx
 
 from .answering import (
     AnswerResult,
-    _citations,
+    make_citations,
     check_citations,
     select_sources,
 )
@@ -120,7 +120,7 @@ def finish_generated(
     if not valid:
         raise LLMError("LLM answer cited none of the given sections")
     titles = {path: meta.title for path, meta in retriever.index.pages.items()}
-    citations = _citations(sources, [n - 1 for n in valid], result.terms, settings.site_url, titles)
+    citations = make_citations(sources, [n - 1 for n in valid], result.terms, settings.site_url, titles)
     for citation, n in zip(citations, valid, strict=True):
         citation.n = n  # keep the numbers the model used in the text
     citations.sort(key=lambda c: c.n)

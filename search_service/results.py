@@ -6,7 +6,8 @@ import datetime as dt
 
 from pydantic import BaseModel, Field
 
-from .retrieval import Filters, HybridRetriever, Viewer, ANONYMOUS, chunk_url, make_snippet
+from .content import page_url
+from .retrieval import ANONYMOUS, Filters, HybridRetriever, Viewer, chunk_url, make_snippet
 from .settings import Settings
 
 
@@ -58,8 +59,6 @@ def search_response(
         best = hit.best
         successor_url = None
         if hit.superseded_by and hit.superseded_by in retriever.index.pages:
-            from .content import page_url
-
             successor_url = settings.site_url.rstrip("/") + "/" + page_url(hit.superseded_by)
         hits.append(SearchHit(
             url=chunk_url(best, settings.site_url),

@@ -121,6 +121,15 @@ def live_api(retriever, tmp_path_factory):
         yield server
 
 
+@pytest.fixture(scope="session")
+def api_client(live_api):
+    """An HTTP client for the live API."""
+    import httpx
+
+    with httpx.Client(base_url=live_api.url, timeout=60) as http:
+        yield http
+
+
 def write_page(root: Path, rel: str, text: str) -> Path:
     path = root / rel
     path.parent.mkdir(parents=True, exist_ok=True)

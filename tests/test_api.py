@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import httpx
 import pytest
 
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture(scope="module")
-def client(live_api):
-    with httpx.Client(base_url=live_api.url, timeout=30) as http:
-        yield http
+@pytest.fixture
+def client(api_client):
+    return api_client
 
 
 def test_search_returns_hits_with_section_urls(client):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 
-import httpx
 import pytest
 
 from search_service.answering import check_citations
@@ -13,10 +12,9 @@ from .conftest import read_sse
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture(scope="module")
-def client(live_api):
-    with httpx.Client(base_url=live_api.url, timeout=60) as http:
-        yield http
+@pytest.fixture
+def client(api_client):
+    return api_client
 
 
 def test_answer_quotes_evidence_with_section_citations(client):
