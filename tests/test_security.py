@@ -291,3 +291,38 @@ def test_hot_reload_swaps_index_with_zero_failed_requests(tmp_path, content_dir,
         pages = {h["path"] for h in httpx.get(server.url + "/v1/search", params={"q": "funding", "k": 10}).json()["hits"]}
     assert failures == []
     assert "p/new.md" in pages
+
+
+def test_sighup_reloads_the_index_of_a_running_kb_serve(tmp_path, content_dir, embedder):
+    import signal
+
+    write_page(content_dir, "p/one.md", page_text("One", body="## Topic\n\nFirst funding rule.\n"))
+    index_dir = tmp_path / "index"
+    build_index(content_dir, index_dir, embedder)
+    port = free_port()
+    env = {**os.environ, "KB_INDEX_DIR": str(index_dir), "KB_SITE_DIR": str(tmp_path / "no-site"),
+           "KB_DATABASE_URL": f"sqlite:///{tmp_path}/kb.sqlite3", "HF_HUB_OFFLINE": "1"}
+    proc = subprocess.Popen([sys.executable, "-m", "search_service.cli", "serve", "--no-build", "--port", str(port)],
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                before = httpx.get(url + "/readyz", timeout=2).json()["index"]
+                break
+            except (httpx.HTTPError, KeyError, ValueError):
+                assert time.monotonic() < deadline and proc.poll() is None, "kb serve did not start"
+                time.sleep(0.3)
+        write_page(content_dir, "p/two.md", page_text("Two", body="## Topic\n\nSecond funding rule.\n"))
+        build_index(content_dir, index_dir, embedder)
+        proc.send_signal(signal.SIGHUP)
+        deadline = time.monotonic() + 60
+        while httpx.get(url + "/readyz", timeout=5).json()["index"]["content_hash"] == before["content_hash"]:
+            assert time.monotonic() < deadline, "SIGHUP did not reload the index"
+            time.sleep(0.2)
+        assert httpx.get(url + "/readyz", timeout=5).json()["index"]["pages"] == before["pages"] + 1
+        assert proc.poll() is None  # still serving
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)

@@ -34,13 +34,18 @@ def _reload_on_sighup(app: FastAPI) -> None:
     """`kill -HUP <pid>` reloads the index, like POST /v1/admin/reload."""
     import asyncio
     import signal
+    import threading
 
-    def handler() -> None:
+    def reload() -> None:
         try:
             result = admin.reload_index(app)
             logger.warning("SIGHUP: index reloaded (%s chunks)", result["chunks"])
         except Exception as exc:  # noqa: BLE001 - keep serving the old index
             logger.error("SIGHUP: new index rejected, still serving the previous one: %s", exc)
+
+    def handler() -> None:
+        # Load off the event loop, so requests keep flowing while the new index is read.
+        threading.Thread(target=reload, name="kb-reload", daemon=True).start()
 
     try:
         asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, handler)

@@ -80,7 +80,7 @@ def boosts_for(retriever, page: str | None, viewer) -> dict[str, float] | None:
     page = page.strip("/")
     known = {path: meta for path, meta in retriever.index.pages.items() if viewer.may_see(meta)}
     if page not in known:
-        matches = [p for p in known if p.removesuffix(".md") == page or p.removesuffix(".md") + "/" == page + "/"]
+        matches = [p for p in known if p.removesuffix(".md") == page.removesuffix(".md")]
         if not matches:
             return None
         page = matches[0]
