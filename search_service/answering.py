@@ -32,6 +32,8 @@ _ITEM_RE = re.compile(r"^\s*(?:[-*+]|\d+[.)])\s+")
 _PROCEDURE_RE = re.compile(r"\b(how (do|does|should|can|to|would)|steps?|process|procedure|checklist|what do (i|we) (need to )?do)\b", re.I)
 MIN_UNIT_WORDS = 5
 PRIMARY_MARGIN = 0.1
+# A page scoring at least this share of the top page's score is "close": its sections are evidence too.
+CLOSE_SHARE = 0.85
 # Cross-references such as "See the pilot stagnation FAQ." point elsewhere; they answer nothing.
 _POINTER_RE = re.compile(r"^(see|read|follow|use|check)\b.{0,80}\.?$", re.I)
 
@@ -128,7 +130,7 @@ def _page_rank(sources: list[Chunk], index: int) -> int:
     return pages.index(sources[index].page_path)
 
 
-def select_sources(result: SearchResult, *, pages: int = 3, per_page: int = 2, close: float = 0.85) -> list[Chunk]:
+def select_sources(result: SearchResult, *, pages: int = 3, per_page: int = 2, close: float = CLOSE_SHARE) -> list[Chunk]:
     """The sections given as evidence: the best sections of the top page, plus those of the next
     pages whose score is within ``close`` of the top page's."""
     sources: list[Chunk] = []
@@ -225,6 +227,11 @@ def extractive_answer(
             members = [u for u in units if (u.source, u.block) == key]
             if sum((u.source, u.block) == key for u in chosen) >= 2 and len(members) <= 7:
                 chosen = [u for u in chosen if (u.source, u.block) != key] + members
+        # When the retriever can barely tell the top two pages apart, quote the runner-up's best evidence too.
+        if len(result.hits) > 1 and result.hits[1].score >= CLOSE_SHARE * result.hits[0].score:
+            runner_up = [i for i, u in enumerate(units) if _page_rank(sources, u.source) == 1]
+            if runner_up and not any(_page_rank(sources, u.source) == 1 for u in chosen):
+                chosen.append(units[max(runner_up, key=lambda i: scores[i])])
         chosen.sort(key=lambda u: (_page_rank(sources, u.source), sources[u.source].ordinal, u.position))
     # One citation number per section (page + anchor), numbered in order of first use.
     keys = {i: (c.page_path, c.anchor) for i, c in enumerate(sources)}

@@ -17,7 +17,7 @@ pytestmark = pytest.mark.slow
 # Floors sit a little under the measured figures (docs/search-quality.md) to allow for
 # floating-point differences between machines, not for regressions.
 FLOORS = {"recall@5": 0.90, "mrr@10": 0.73}
-ANSWER_FLOORS = {"answered_rate": 0.93, "citation_hit_rate": 0.68, "abstain_rate": 0.80}
+ANSWER_FLOORS = {"answered_rate": 0.93, "citation_hit_rate": 0.74, "abstain_rate": 0.80}
 
 
 def test_golden_file_is_well_formed():
