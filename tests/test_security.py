@@ -326,3 +326,18 @@ def test_sighup_reloads_the_index_of_a_running_kb_serve(tmp_path, content_dir, e
     finally:
         proc.terminate()
         proc.wait(timeout=20)
+
+
+def test_labelled_questions_about_the_restricted_page(retriever):
+    """tests/eval/restricted.jsonl: members of the page's groups find it, everyone else never does."""
+    from search_service.evaluation import load_questions
+
+    from .conftest import ROOT
+
+    questions = load_questions(ROOT / "tests" / "eval" / "restricted.jsonl")
+    assert questions and all(q.gold == [SECRET_PAGE] for q in questions)
+    for q in questions:
+        inside = retriever.search(q.question, k=5, viewer=Viewer(groups=frozenset({"procurement"})))
+        assert SECRET_PAGE in [h.page_path for h in inside.hits], q.id
+        outside = retriever.search(q.question, k=50, viewer=Viewer(groups=frozenset({"finance"})))
+        assert SECRET_PAGE not in [h.page_path for h in outside.hits], q.id
