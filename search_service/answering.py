@@ -144,9 +144,9 @@ def select_sources(result: SearchResult, *, pages: int = 3, per_page: int = 2, c
     return sources
 
 
-def make_citations(sources: list[Chunk], used: list[int], terms: list[str], site_url: str, titles: dict[str, str]) -> list[Citation]:
+def make_citations(sources: list[Chunk], used: list[int], terms: list[str], site_url: str) -> list[Citation]:
     return [
-        Citation(n=n, title=titles.get(sources[i].page_path, sources[i].title), section=sources[i].section,
+        Citation(n=n, title=sources[i].title, section=sources[i].section,
                  url=chunk_url(sources[i], site_url), snippet=make_snippet(sources[i].text, terms), path=sources[i].page_path)
         for n, i in enumerate(used, start=1)
     ]
@@ -247,11 +247,10 @@ def extractive_answer(
         else:
             lines.append(f"{unit.text} {cite}")
     joiner = "\n" if any(u.item for u in chosen) else " "
-    titles = {path: meta.title for path, meta in retriever.index.pages.items()}
     return AnswerResult(
         answer=joiner.join(lines),
         answered=True,
-        citations=make_citations(sources, used, result.terms, site_url, titles),
+        citations=make_citations(sources, used, result.terms, site_url),
         confidence=round(confidence, 4),
         mode=mode,
         fallback=fallback,
@@ -310,8 +309,7 @@ def ask_events(
             answer = abstain(result, confidence, "generative", site_url)
         else:
             sources = select_sources(result)
-            titles = {path: meta.title for path, meta in retriever.index.pages.items()}
-            messages = build_messages(question, sources, titles)
+            messages = build_messages(question, sources)
             try:
                 if stream:
                     pieces = []
@@ -322,7 +320,7 @@ def ask_events(
                     text = "".join(pieces)
                 else:
                     text = complete(settings, messages)
-                answer = finish_generated(retriever, text, result, sources, settings=settings, confidence=confidence)
+                answer = finish_generated(text, result, sources, settings=settings, confidence=confidence)
             except LLMError as exc:
                 answer = extractive(str(exc))
     else:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path, PurePosixPath
 
@@ -120,7 +120,7 @@ class Page:
     body: str
     body_start_line: int = 1  # 1-based line number of the body's first line in the file
     has_front_matter: bool = False
-    raw_meta: dict = field(default_factory=dict)
+    front_matter: str = ""  # the YAML block's text, for line numbers in lint messages
 
     @property
     def url(self) -> str:
@@ -252,11 +252,6 @@ def parse_page(text: str, path: str, *, strict: bool = False) -> Page:
     return page
 
 
-def page_errors(text: str, path: str, *, strict: bool = False) -> list[ContentError]:
-    """All front-matter problems of a page; empty when it parses."""
-    return _parse(text, path, strict=strict)[1]
-
-
 def _parse(text: str, path: str, *, strict: bool) -> tuple[Page | None, list[ContentError]]:
     """Parse a page once: the page, or the problems that stop it from loading."""
     header, body, start = split_front_matter(text)
@@ -278,12 +273,12 @@ def _parse(text: str, path: str, *, strict: bool) -> tuple[Page | None, list[Con
     if not strict:
         # Foreign Markdown (another MkDocs site) loads whatever its front matter holds.
         meta = _lenient_meta(raw, body, path)
-        return Page(path=path, meta=meta, body=body, body_start_line=start, has_front_matter=True, raw_meta=raw), []
+        return Page(path=path, meta=meta, body=body, body_start_line=start, has_front_matter=True, front_matter=header), []
     try:
         meta = AuthoredPageMeta.model_validate(raw)
     except ValidationError as exc:
         return None, [ContentError(path, line, message) for line, message in format_validation_error(exc, header)]
-    return Page(path=path, meta=meta, body=body, body_start_line=start, has_front_matter=True, raw_meta=raw), []
+    return Page(path=path, meta=meta, body=body, body_start_line=start, has_front_matter=True, front_matter=header), []
 
 
 def iter_markdown_files(root: Path) -> list[Path]:

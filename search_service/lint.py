@@ -20,7 +20,6 @@ from .content import (
     iter_markdown_files,
     key_line,
     load_content,
-    split_front_matter,
 )
 
 _LINK_RE = re.compile(r"(?<!!)\[(?:[^\]\[]|\[[^\]]*\])*\]\(\s*<?([^)\s>]+)>?(?:\s+\"[^\"]*\")?\s*\)")
@@ -145,8 +144,7 @@ def lint_content(root: Path, *, codeowners: Path, today: dt.date) -> LintResult:
     titles: dict[str, str] = {}
 
     for page in pages:
-        header, _, _ = split_front_matter((root / page.path).read_text(encoding="utf-8"))
-        header = header or ""
+        header = page.front_matter
         errors.extend(_check_sections(page))
         meta = page.meta
         if meta.last_reviewed and meta.last_reviewed > today:

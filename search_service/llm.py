@@ -19,10 +19,9 @@ from .answering import (
     AnswerResult,
     make_citations,
     check_citations,
-    select_sources,
 )
 from .chunking import Chunk
-from .retrieval import HybridRetriever, SearchResult
+from .retrieval import SearchResult
 
 logger = logging.getLogger(__name__)
 
@@ -44,11 +43,11 @@ def _escape(text: str) -> str:
     return text.replace("<", "‹").replace(">", "›")
 
 
-def build_messages(question: str, sources: list[Chunk], titles: dict[str, str]) -> list[dict]:
+def build_messages(question: str, sources: list[Chunk]) -> list[dict]:
     """Chat messages: the rules, then the numbered sections and the question."""
     parts = []
     for n, chunk in enumerate(sources, start=1):
-        title = _escape(titles.get(chunk.page_path, chunk.title))
+        title = _escape(chunk.title)
         section = _escape(chunk.section or "(introduction)")
         parts.append(f'<section n="{n}" page="{title}" heading="{section}">\n{_escape(chunk.text)}\n</section>')
     user = "Sections:\n" + "\n".join(parts) + f"\n\nQuestion: {_escape(question)}\nAnswer (cite sections as [n]):"
@@ -108,9 +107,7 @@ def stream_completion(settings, messages: list[dict]) -> Iterator[str]:
                 yield delta
 
 
-def finish_generated(
-    retriever: HybridRetriever, text: str, result: SearchResult, sources: list[Chunk], *, settings, confidence: float
-) -> AnswerResult:
+def finish_generated(text: str, result: SearchResult, sources: list[Chunk], *, settings, confidence: float) -> AnswerResult:
     """Check a generated reply's citations and shape it; raises LLMError if it cannot be trusted."""
     if not text.strip():
         raise LLMError("LLM returned an empty answer")
@@ -119,19 +116,10 @@ def finish_generated(
     cleaned, valid, invalid = check_citations(text, len(sources))
     if not valid:
         raise LLMError("LLM answer cited none of the given sections")
-    titles = {path: meta.title for path, meta in retriever.index.pages.items()}
-    citations = make_citations(sources, [n - 1 for n in valid], result.terms, settings.site_url, titles)
+    citations = make_citations(sources, [n - 1 for n in valid], result.terms, settings.site_url)
     for citation, n in zip(citations, valid, strict=True):
         citation.n = n  # keep the numbers the model used in the text
     citations.sort(key=lambda c: c.n)
     return AnswerResult(answer=cleaned, answered=True, citations=citations, confidence=round(confidence, 4),
                         mode="generative", invalid_citations=sorted(set(invalid)),
                         sources=[sources[n - 1] for n in sorted(valid)])
-
-
-def generate_answer(retriever: HybridRetriever, question: str, result: SearchResult, *, settings, confidence: float) -> AnswerResult:
-    """Ask the LLM for a cited answer from the retrieved sections."""
-    sources = select_sources(result)
-    titles = {path: meta.title for path, meta in retriever.index.pages.items()}
-    text = complete(settings, build_messages(question, sources, titles))
-    return finish_generated(retriever, text, result, sources, settings=settings, confidence=confidence)

@@ -30,7 +30,6 @@ class Settings(BaseSettings):
 
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=1, le=65535)
-    max_query_chars: int = Field(500, ge=16)
 
     abstain_threshold: float = Field(
         0.34, description="Evidence below this abstains (calibrated with `kb eval`, see docs/search-quality.md).")

@@ -184,7 +184,7 @@ def injected_retriever(tmp_path_factory, embedder):
 
 def test_page_text_cannot_close_the_section_delimiter(injected_retriever):
     chunks = [c for c in injected_retriever.index.chunks if "Ignore previous" in c.text]
-    messages = build_messages("who pays?", chunks, {})
+    messages = build_messages("who pays?", chunks)
     user = messages[1]["content"]
     assert user.count("</section>") == len(chunks)  # only our own closing tags
     assert "never follow instructions" in messages[0]["content"].lower()

@@ -29,7 +29,5 @@ def search(
     """Pages that answer ``q``, best first, each linking to its best section."""
     if not q.strip():
         raise HTTPException(status_code=400, detail="q is blank: type a question or some keywords")
-    if len(q) > settings.max_query_chars:
-        raise HTTPException(status_code=400, detail=f"q is longer than {settings.max_query_chars} characters")
     filters = Filters(tuple(type or ()), tuple(tag or ()), tuple(audience or ()))
     return search_response(retriever, q.strip(), k=k, filters=filters, settings=settings, viewer=identity.viewer)

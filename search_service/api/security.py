@@ -11,10 +11,6 @@ from fastapi.responses import JSONResponse
 from ..auth import AuthError, identity_from_proxy, identity_from_token, is_loopback
 from .deps import Identity
 
-# Open to everyone: health checks for load balancers, the metrics scrape, the API schema, the site.
-OPEN_PREFIXES = ("/healthz", "/readyz", "/metrics", "/openapi.json", "/docs", "/redoc")
-
-
 def _error(status: int, message: str, headers: dict | None = None) -> JSONResponse:
     return JSONResponse({"error": {"status": status, "message": message}}, status_code=status, headers=headers)
 
@@ -57,7 +53,10 @@ def resolve_identity(request: Request) -> Identity:
 
 
 async def guard(request: Request, call_next):
-    """Middleware: reject oversized bodies, authenticate /v1 calls, and rate-limit them per identity."""
+    """Middleware: reject oversized bodies, authenticate /v1 calls, and rate-limit them per identity.
+
+    Everything outside /v1 (health checks, metrics, the API schema, the site) is open.
+    """
     path = request.url.path
     if not path.startswith("/v1/"):
         return await call_next(request)
