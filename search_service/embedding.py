@@ -6,6 +6,7 @@ import logging
 import os
 import sqlite3
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -33,8 +34,35 @@ def model_id(name: str) -> str:
     return name or PACKAGED_MODEL_ID
 
 
+@dataclass
+class TokenVectors:
+    """The contextual vectors of one text's word pieces (special tokens dropped), for late interaction."""
+
+    ids: np.ndarray  # int32 word-piece ids, shape (t,)
+    vectors: np.ndarray  # float16, shape (t, dimension), each row L2-normalised
+
+
+@dataclass
+class QueryEncoding:
+    """A query's sentence vector and its word-piece vectors, from one forward pass."""
+
+    vector: np.ndarray
+    tokens: TokenVectors
+    pieces: list[str]  # the word pieces as strings, aligned with ``tokens.ids``
+
+
+def _token_vectors(hidden: np.ndarray, ids: np.ndarray, keep: np.ndarray) -> TokenVectors:
+    rows = hidden[keep]
+    rows = rows / np.maximum(np.linalg.norm(rows, axis=1, keepdims=True), 1e-9)
+    return TokenVectors(ids[keep].astype(np.int32), rows.astype(np.float16))
+
+
 class Embedder:
-    """Turns texts into L2-normalised float32 vectors (so inner product is cosine similarity)."""
+    """Turns texts into L2-normalised float32 vectors (so inner product is cosine similarity).
+
+    ``encode_documents`` and ``encode_query`` also return each text's word-piece vectors (the
+    same forward pass), which the late-interaction re-ranker compares token by token.
+    """
 
     def __init__(self, name: str = "", *, batch_size: int = 32, query_prefix: str = "", document_prefix: str = "") -> None:
         os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
@@ -76,15 +104,55 @@ class Embedder:
                 on_batch(len(idx))
         return out
 
+    def encode_documents(self, texts: Sequence[str], *, on_batch: Callable[[int], None] | None = None,
+                         ) -> tuple[np.ndarray, list[TokenVectors]]:
+        """Sentence vectors and word-piece vectors of passages, batched shortest first."""
+        out = np.zeros((len(texts), self.dimension), dtype=np.float32)
+        tokens: list[TokenVectors | None] = [None] * len(texts)
+        order = np.argsort([len(t) for t in texts], kind="stable")
+        for start in range(0, len(texts), self.batch_size):
+            idx = order[start: start + self.batch_size]
+            vectors, pieces = self._forward([self.document_prefix + texts[i] for i in idx])
+            out[idx] = vectors
+            for i, piece in zip(idx, pieces, strict=True):
+                tokens[i] = piece
+            if on_batch:
+                on_batch(len(idx))
+        return out, tokens  # type: ignore[return-value]
+
     def _encode(self, batch: list[str]) -> np.ndarray:
         return self.model.encode(batch, batch_size=self.batch_size, normalize_embeddings=True,
                                  convert_to_numpy=True, show_progress_bar=False)
+
+    def _forward(self, batch: list[str]) -> tuple[np.ndarray, list[TokenVectors]]:
+        """One forward pass: normalised sentence vectors and each text's word-piece vectors."""
+        import torch
+
+        preprocess = getattr(self.model, "preprocess", None) or self.model.tokenize
+        features = preprocess(batch)
+        with torch.inference_mode():
+            out = self.model(features)
+        sentences = torch.nn.functional.normalize(out["sentence_embedding"], dim=-1).numpy().astype(np.float32)
+        hidden = out["token_embeddings"].float().numpy()
+        ids = out["input_ids"].numpy()
+        keep = out["attention_mask"].numpy().astype(bool) & ~np.isin(ids, self._special_ids)
+        return sentences, [_token_vectors(hidden[i], ids[i], keep[i]) for i in range(len(batch))]
+
+    @property
+    def _special_ids(self) -> np.ndarray:
+        return np.array(self.model.tokenizer.all_special_ids, dtype=np.int64)
 
     def embed_query(self, text: str) -> np.ndarray:
         """Embed one query (1-D vector)."""
         vector = self.model.encode([self.query_prefix + text], normalize_embeddings=True,
                                    convert_to_numpy=True, show_progress_bar=False)
         return vector[0].astype(np.float32)
+
+    def encode_query(self, text: str) -> QueryEncoding:
+        """A query's sentence vector and word-piece vectors (one forward pass)."""
+        vectors, tokens = self._forward([self.query_prefix + text])
+        pieces = self.model.tokenizer.convert_ids_to_tokens(tokens[0].ids.tolist())
+        return QueryEncoding(vectors[0], tokens[0], list(pieces))
 
 
 class OnnxInt8Embedder(Embedder):
@@ -141,13 +209,23 @@ class OnnxInt8Embedder(Embedder):
         os.replace(tmp, folder / "model-int8.onnx")
         fp32.unlink(missing_ok=True)
 
-    def _encode(self, batch: list[str]) -> np.ndarray:
+    def _run(self, batch: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         encoded = self.tokenizer(batch, padding=True, truncation=True, max_length=self.max_length, return_tensors="np")
         hidden = self.session.run(None, {n: encoded[n].astype(np.int64)
                                          for n in ("input_ids", "attention_mask", "token_type_ids")})[0]
         mask = encoded["attention_mask"][..., None].astype(np.float32)
         vectors = (hidden * mask).sum(axis=1) / np.maximum(mask.sum(axis=1), 1e-9)
-        return (vectors / np.linalg.norm(vectors, axis=1, keepdims=True)).astype(np.float32)
+        vectors = (vectors / np.linalg.norm(vectors, axis=1, keepdims=True)).astype(np.float32)
+        return vectors, hidden, encoded
+
+    def _encode(self, batch: list[str]) -> np.ndarray:
+        return self._run(batch)[0]
+
+    def _forward(self, batch: list[str]) -> tuple[np.ndarray, list[TokenVectors]]:
+        vectors, hidden, encoded = self._run(batch)
+        ids = encoded["input_ids"]
+        keep = encoded["attention_mask"].astype(bool) & ~np.isin(ids, self._special_ids)
+        return vectors, [_token_vectors(hidden[i], ids[i], keep[i]) for i in range(len(batch))]
 
     def embed_query(self, text: str) -> np.ndarray:
         return self._encode([self.query_prefix + text])[0]
@@ -166,13 +244,18 @@ def make_embedder(settings) -> Embedder:
 
 
 class EmbeddingCache:
-    """Vectors keyed by (model, content hash) in a SQLite file, so rebuilds re-embed only changes."""
+    """Vectors keyed by (model, content hash) in a SQLite file, so rebuilds re-embed only changes.
+
+    A second table keeps each chunk's word-piece ids and vectors (float16) for late interaction.
+    """
 
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
         self.db = sqlite3.connect(path)
         self.db.execute("CREATE TABLE IF NOT EXISTS vectors (model TEXT, hash TEXT, vector BLOB, PRIMARY KEY (model, hash))")
+        self.db.execute("CREATE TABLE IF NOT EXISTS tokens (model TEXT, hash TEXT, ids BLOB, vectors BLOB, "
+                        "PRIMARY KEY (model, hash))")
 
     def get_many(self, model: str, hashes: Sequence[str], dimension: int) -> dict[str, np.ndarray]:
         found: dict[str, np.ndarray] = {}
@@ -189,11 +272,33 @@ class EmbeddingCache:
                     found[key] = vector
         return found
 
-    def put_many(self, model: str, items: dict[str, np.ndarray]) -> None:
+    def get_tokens(self, model: str, hashes: Sequence[str], dimension: int) -> dict[str, TokenVectors]:
+        found: dict[str, TokenVectors] = {}
+        unique = list(dict.fromkeys(hashes))
+        for start in range(0, len(unique), 500):
+            part = unique[start: start + 500]
+            rows = self.db.execute(
+                f"SELECT hash, ids, vectors FROM tokens WHERE model = ? AND hash IN ({','.join('?' * len(part))})",
+                [model, *part],
+            )
+            for key, ids_blob, vectors_blob in rows:
+                ids = np.frombuffer(ids_blob, dtype=np.int32)
+                vectors = np.frombuffer(vectors_blob, dtype=np.float16)
+                if vectors.size == ids.size * dimension:
+                    found[key] = TokenVectors(ids, vectors.reshape(ids.size, dimension))
+        return found
+
+    def put_many(self, model: str, items: dict[str, np.ndarray], tokens: dict[str, TokenVectors] | None = None) -> None:
+        """Store vectors (and word-piece vectors) in one transaction."""
         with self.db:
             self.db.executemany(
                 "INSERT OR REPLACE INTO vectors (model, hash, vector) VALUES (?, ?, ?)",
                 [(model, key, np.asarray(v, dtype=np.float32).tobytes()) for key, v in items.items()],
+            )
+            self.db.executemany(
+                "INSERT OR REPLACE INTO tokens (model, hash, ids, vectors) VALUES (?, ?, ?, ?)",
+                [(model, key, t.ids.astype(np.int32).tobytes(), t.vectors.astype(np.float16).tobytes())
+                 for key, t in (tokens or {}).items()],
             )
 
     def prune(self, model: str, keep: set[str]) -> int:
@@ -202,6 +307,8 @@ class EmbeddingCache:
         gone = stored - keep
         with self.db:
             self.db.executemany("DELETE FROM vectors WHERE model = ? AND hash = ?", [(model, h) for h in gone])
+            stale_tokens = {row[0] for row in self.db.execute("SELECT hash FROM tokens WHERE model = ?", [model])} - keep
+            self.db.executemany("DELETE FROM tokens WHERE model = ? AND hash = ?", [(model, h) for h in stale_tokens])
         return len(gone)
 
     def close(self) -> None:

@@ -11,7 +11,7 @@ from .retrieval import HybridRetriever, Viewer
 
 # Evaluation measures ranking, not access control: it sees every page.
 EVAL_VIEWER = Viewer(all_access=True)
-MODES = ("hybrid", "bm25", "dense")
+MODES = ("hybrid", "fusion", "bm25", "dense")  # fusion: hybrid without the re-ranking stage
 
 
 class Question(BaseModel):

@@ -3,8 +3,9 @@
 Layout of an index folder::
 
     <index_dir>/current          symlink to the live build (replaced atomically)
-    <index_dir>/builds/<id>/     manifest.json, chunks.jsonl, pages.json, dense.faiss, bm25/
-    <index_dir>/cache.sqlite     embeddings by (model, content hash), shared by builds
+    <index_dir>/builds/<id>/     manifest.json, chunks.jsonl, pages.json, dense.faiss, bm25/, bm25-pages/,
+                                 tokens/ (word-piece vectors for the late-interaction re-ranker)
+    <index_dir>/cache.sqlite     embeddings and word-piece vectors by (model, content hash), shared by builds
 
 A build is written to a temporary folder, renamed, and only then made current, so a build
 killed at any point leaves the previous index intact and loadable.
@@ -32,10 +33,11 @@ from .chunking import CHUNKER_VERSION, Chunk, chunk_page, page_profile
 from .content import ContentError, Page, PageMeta, load_content
 from .embedding import Embedder, EmbeddingCache
 from .keyword import KeywordIndex
+from .rerank import TOKENS_DIR, TokenStore
 
 logger = logging.getLogger(__name__)
 
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3  # 3: word-piece vectors for late interaction
 KEEP_BUILDS = 2
 
 
@@ -228,18 +230,22 @@ def build_index(
         try:
             hashes = [chunk.content_hash for chunk in chunks]
             known = cache.get_many(embedder.name, hashes, embedder.dimension)
+            known_tokens = cache.get_tokens(embedder.name, hashes, embedder.dimension)
             texts = {chunk.content_hash: chunk.embed_text() for chunk in chunks}
             # Similar lengths in a batch mean little padding: embed shortest to longest.
-            missing = sorted(dict.fromkeys(h for h in hashes if h not in known), key=lambda h: len(texts[h]))
+            missing = sorted(dict.fromkeys(h for h in hashes if h not in known or h not in known_tokens),
+                             key=lambda h: len(texts[h]))
             progress.start(len(missing))
             # Commit vectors to the cache as they come, so a killed build keeps its work.
             step = embedder.batch_size * 2
             for start in range(0, len(missing), step):
                 part = missing[start: start + step]
-                vectors = embedder.embed_documents([texts[h] for h in part], on_batch=progress.advance)
+                vectors, tokens = embedder.encode_documents([texts[h] for h in part], on_batch=progress.advance)
                 fresh = dict(zip(part, vectors, strict=True))
-                cache.put_many(embedder.name, fresh)
+                fresh_tokens = dict(zip(part, tokens, strict=True))
+                cache.put_many(embedder.name, fresh, fresh_tokens)
                 known.update(fresh)
+                known_tokens.update(fresh_tokens)
             removed = cache.prune(embedder.name, set(hashes))
         finally:
             cache.close()
@@ -249,6 +255,7 @@ def build_index(
         tmp = builds / f".tmp-{build_id}"
         tmp.mkdir()
         faiss.write_index(_make_faiss(matrix, index_type), str(tmp / "dense.faiss"))
+        TokenStore.write(tmp / TOKENS_DIR, [known_tokens[h] for h in hashes], embedder.dimension)
         KeywordIndex.build([c.embed_text() for c in chunks] or [""]).save(tmp / "bm25")
         # Page-level BM25: a question's words are often spread over several sections of one page.
         KeywordIndex.build([page_document(page) for page in content.pages] or [""]).save(tmp / "bm25-pages")
@@ -272,6 +279,7 @@ def build_index(
             "chunks": len(chunks),
             "embedded": len(missing),
             "cached": len(chunks) - len(missing),
+            "token_vectors": int(sum(known_tokens[h].ids.size for h in hashes)),
             "built_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
             "build_seconds": round(seconds, 3),
         })
@@ -300,6 +308,7 @@ class SearchIndex:
     page_keyword: KeywordIndex
     manifest: dict
     path: Path
+    tokens: TokenStore | None = None  # word-piece vectors; None disables the late-interaction re-ranker
 
     @property
     def vectors(self) -> np.ndarray:
@@ -339,13 +348,17 @@ def load_index(index_dir: Path, *, model: str | None = None, dimension: int | No
         dense = faiss.read_index(str(build / "dense.faiss"))
         keyword = KeywordIndex.load(build / "bm25")
         page_keyword = KeywordIndex.load(build / "bm25-pages")
+        tokens = TokenStore.load(build / TOKENS_DIR) if (build / TOKENS_DIR).is_dir() else None
     except Exception as exc:  # noqa: BLE001 - any corruption is reported the same way
         raise IndexLoadError(f"index at {build} is corrupt ({type(exc).__name__}: {exc}); {rebuild}") from exc
     if dense.ntotal != len(chunks) or manifest.get("chunks") != len(chunks):
         raise IndexLoadError(f"index at {build} is inconsistent ({dense.ntotal} vectors, {len(chunks)} chunks); {rebuild}")
     if dense.d != manifest.get("dimension"):
         raise IndexLoadError(f"index at {build} stores {dense.d}-d vectors but its manifest says {manifest.get('dimension')}; {rebuild}")
+    if tokens is not None and (tokens.n_docs != len(chunks) or tokens.vectors.shape[1] != dense.d):
+        raise IndexLoadError(f"index at {build} has word-piece vectors for {tokens.n_docs} chunks of "
+                             f"{tokens.vectors.shape[1]} dimensions, not {len(chunks)} of {dense.d}; {rebuild}")
     if isinstance(dense, faiss.IndexHNSW):
         dense.hnsw.efSearch = 128
     return SearchIndex(chunks=chunks, pages=pages, dense=dense, keyword=keyword, page_keyword=page_keyword,
-                       manifest=manifest, path=build)
+                       manifest=manifest, path=build, tokens=tokens)

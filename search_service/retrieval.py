@@ -17,11 +17,11 @@ import numpy as np
 
 from .chunking import Chunk
 from .content import PageMeta, page_url
-from .embedding import Embedder
+from .embedding import Embedder, QueryEncoding
 from .index import SearchIndex
 from .keyword import _WORD_RE, stem_word, tokenize
 
-Mode = Literal["hybrid", "bm25", "dense"]
+Mode = Literal["hybrid", "fusion", "bm25", "dense"]  # fusion: hybrid without the re-ranking stage
 
 
 @dataclass(frozen=True)
@@ -62,7 +62,10 @@ class RetrievalParams:
 
     A page's score is a weighted sum of three per-query min-max-normalised signals: its best
     chunk's dense similarity, its best chunk's BM25 score, and the whole page's BM25 score;
-    a page's second-best chunk adds a little (evidence spread over sections).
+    a page's second-best chunk adds a little (evidence spread over sections). The best
+    ``rerank_depth`` pages are then re-ordered by their normalised fused score plus
+    ``rerank_weight`` times their normalised late-interaction score, within their original
+    score range, so a re-ranked page never falls below one that was not re-ranked.
     """
 
     candidates: int = 200  # chunks taken from each retriever before fusion
@@ -72,6 +75,10 @@ class RetrievalParams:
     second_chunk_weight: float = 0.1
     deprecated_factor: float = 0.6  # deprecated pages keep this share of their score
     sections_per_page: int = 3
+    # Late-interaction re-ranking (rerank.py) of the best pages on their best sections.
+    rerank_depth: int = 30  # pages re-ranked; 0 turns the stage off
+    rerank_sections: int = 3  # best sections per page compared token by token
+    rerank_weight: float = 0.6  # weight of the normalised MaxSim score against the normalised fused score
 
 
 @dataclass
@@ -187,15 +194,19 @@ class HybridRetriever:
             k: number of pages to return.
             filters: type / tag / audience restrictions (applied before ranking).
             viewer: whose access rights apply (restricted pages are invisible to others).
-            mode: ``hybrid`` (default), or ``bm25`` / ``dense`` alone for ablations.
+            mode: ``hybrid`` (default), or for ablations ``fusion`` (hybrid without late-interaction
+                re-ranking), ``bm25`` or ``dense`` alone.
             boost_pages: optional multiplicative boosts by page path (e.g. "ask about this page").
         """
         p = self.params
         filters = filters or Filters()
         allowed = self.allowed(filters, viewer)
         visible_pages = {self.chunk_pages[i] for i in allowed.tolist()}
-        use_dense, use_keyword = mode in ("hybrid", "dense"), mode in ("hybrid", "bm25")
-        dense = self.dense_scores(self.embedder.embed_query(query), allowed, p.candidates) if use_dense else {}
+        use_dense, use_keyword = mode in ("hybrid", "fusion", "dense"), mode in ("hybrid", "fusion", "bm25")
+        use_rerank = mode == "hybrid" and self.index.tokens is not None and p.rerank_depth > 0
+        encoded = self.embedder.encode_query(query) if use_rerank else None
+        query_vector = encoded.vector if encoded is not None else self.embedder.embed_query(query) if use_dense else None
+        dense = self.dense_scores(query_vector, allowed, p.candidates) if use_dense else {}
         keyword = self.keyword_scores(query, allowed, p.candidates) if use_keyword else {}
         page_keyword = self.page_keyword_scores(query, visible_pages) if use_keyword else {}
         candidates = sorted(set(dense) | set(keyword))
@@ -211,8 +222,10 @@ class HybridRetriever:
         chunk_fused = (0.5 * _normalise(d) + 0.5 * _normalise(b)) if use_dense and use_keyword else (
             _normalise(d) if use_dense else _normalise(b))
         per_page: dict[str, list[SectionMatch]] = defaultdict(list)
+        per_page_ids: dict[str, list[int]] = defaultdict(list)
         for i, score in sorted(zip(candidates, chunk_fused.tolist(), strict=True), key=lambda t: -t[1]):
             per_page[self.chunk_pages[i]].append(SectionMatch(self.index.chunks[i], float(score)))
+            per_page_ids[self.chunk_pages[i]].append(i)
 
         # Page-level fusion of the three signals.
         def best_two(scores: dict[int, float]) -> dict[str, float]:
@@ -239,6 +252,8 @@ class HybridRetriever:
         for weight, values in signals:
             fused += weight * _normalise(np.array(values, dtype=np.float32))
         page_scores = dict(zip(page_paths, fused.tolist(), strict=True))
+        if encoded is not None:
+            self._rerank(encoded, page_scores, per_page_ids)
         if boost_pages:
             for path, factor in boost_pages.items():
                 if path in page_scores:
@@ -265,6 +280,32 @@ class HybridRetriever:
                             promoted_from=promoted.get(path)))
         return SearchResult(query=query, hits=hits, terms=terms, dense_max=max(dense.values(), default=0.0),
                             coverage=coverage)
+
+    def _rerank(self, encoded: QueryEncoding, page_scores: dict[str, float], per_page_ids: dict[str, list[int]]) -> None:
+        """Add the late-interaction bonus to the best pages' scores, in place."""
+        p = self.params
+        top = sorted(page_scores, key=lambda path: (-page_scores[path], path))[:p.rerank_depth]
+        if len(top) < 2:
+            return
+        sections: list[list[int]] = []
+        for path in top:
+            ids = [i for i in per_page_ids.get(path, []) if self.index.chunks[i].kind != "profile"]
+            if not ids:  # ranked by page-level keywords alone: use the page's opening sections
+                ids = [i for i in self._by_page[path] if self.index.chunks[i].kind != "profile"] or self._by_page[path]
+            sections.append(ids[:p.rerank_sections])
+        flat = [i for ids in sections for i in ids]
+        scores = self.index.tokens.maxsim(encoded, flat)
+        best, position = [], 0
+        for ids in sections:
+            best.append(float(scores[position: position + len(ids)].max()) if ids else 0.0)
+            position += len(ids)
+        # Re-order the top pages by normalised fused score + weight x normalised MaxSim, mapped back
+        # onto their original score range: re-ranked pages stay above every page that was not.
+        fused = np.array([page_scores[path] for path in top], dtype=np.float32)
+        combined = _normalise(fused) + p.rerank_weight * _normalise(np.array(best, dtype=np.float32))
+        low, high = float(fused.min()), float(fused.max())
+        for path, value in zip(top, (combined / (1.0 + p.rerank_weight)).tolist(), strict=True):
+            page_scores[path] = low + (high - low) * value
 
     def _first_section(self, path: str) -> list[SectionMatch]:
         """The page's opening section, for pages ranked without a matching chunk."""
