@@ -221,7 +221,7 @@ def load_retriever(settings, index_dir: Path, embedder=None):
         index = load_index(index_dir, model=embedder.name, dimension=embedder.dimension)
     except IndexLoadError as exc:
         raise click.ClickException(str(exc)) from exc
-    return HybridRetriever(index, embedder)
+    return HybridRetriever.from_settings(index, embedder, settings)
 
 
 @main.command("search")

@@ -124,6 +124,13 @@ def _normalise(values: np.ndarray) -> np.ndarray:
 class HybridRetriever:
     """Ranks the pages of a :class:`SearchIndex` for a question."""
 
+    @classmethod
+    def from_settings(cls, index: SearchIndex, embedder: Embedder, settings) -> HybridRetriever:
+        """A retriever with the tunable parts taken from the settings (``KB_RERANK_DEPTH``)."""
+        import dataclasses
+
+        return cls(index, embedder, dataclasses.replace(RetrievalParams(), rerank_depth=settings.rerank_depth))
+
     def __init__(self, index: SearchIndex, embedder: Embedder, params: RetrievalParams | None = None) -> None:
         self.index = index
         self.embedder = embedder

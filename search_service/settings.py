@@ -27,6 +27,8 @@ class Settings(BaseSettings):
         "torch", description="Embedding runtime; onnx-int8 is faster on CPU (needs onnx + onnxruntime).")
     batch_size: int = Field(32, ge=1, le=1024)
     index_type: Literal["flat", "hnsw"] = "flat"
+    rerank_depth: int = Field(30, ge=0, le=200, description=(
+        "Pages re-ranked by late interaction (MaxSim over word-piece vectors); 0 turns the stage off."))
 
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=1, le=65535)

@@ -27,7 +27,7 @@ def load_state(settings: Settings):
 
     embedder = make_embedder(settings)
     index = load_index(settings.index_dir, model=embedder.name, dimension=embedder.dimension)
-    return HybridRetriever(index, embedder)
+    return HybridRetriever.from_settings(index, embedder, settings)
 
 
 def _reload_on_sighup(app: FastAPI) -> None:
