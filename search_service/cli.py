@@ -268,7 +268,7 @@ def eval_command(questions_file: Path, content_dir: Path | None, index_dir: Path
 
     Indexes --content first if needed (incrementally).
     """
-    from .evaluation import evaluate_answers, evaluate_retrieval, load_questions
+    from .evaluation import MODES, evaluate_answers, evaluate_retrieval, load_questions
 
     settings = _settings()
     try:
@@ -286,7 +286,7 @@ def eval_command(questions_file: Path, content_dir: Path | None, index_dir: Path
     q = report["questions"]
     click.echo(f"{q['answerable']} answerable / {q['unanswerable']} unanswerable questions")
     click.echo(f"{'':8}{'recall@1':>10}{'recall@5':>10}{'mrr@10':>10}")
-    for mode in ("hybrid", "bm25", "dense"):
+    for mode in MODES:
         m = report[mode]
         click.echo(f"{mode:8}{m['recall@1']:>10.3f}{m['recall@5']:>10.3f}{m['mrr@10']:>10.3f}")
     a = report["answers"]
