@@ -4,7 +4,8 @@ Layout of an index folder::
 
     <index_dir>/current          symlink to the live build (replaced atomically)
     <index_dir>/builds/<id>/     manifest.json, chunks.jsonl, pages.json, dense.faiss, bm25/, bm25-pages/,
-                                 tokens/ (word-piece vectors for the late-interaction re-ranker)
+                                 tokens/ (word-piece vectors per page for the late-interaction re-ranker;
+                                 unchanged pages' files are hard links to the previous build's)
     <index_dir>/cache.sqlite     embeddings and word-piece vectors by (model, content hash), shared by builds
 
 A build is written to a temporary folder, renamed, and only then made current, so a build
@@ -33,7 +34,7 @@ from .chunking import CHUNKER_VERSION, Chunk, chunk_page, page_profile
 from .content import ContentError, Page, PageMeta, load_content
 from .embedding import Embedder, EmbeddingCache
 from .keyword import KeywordIndex
-from .rerank import TOKENS_DIR, TokenStore
+from .rerank import TOKENS_DIR, Segment, TokenStore, segment_key
 
 logger = logging.getLogger(__name__)
 
@@ -205,6 +206,7 @@ def build_index(
         reusable = _previous_chunks(previous)
         page_hashes: dict[str, str] = {}
         chunks: list[Chunk] = []
+        page_chunk_lists: list[list[Chunk]] = []
         for page in content.pages:
             page_hashes[page.path] = _page_hash(page)
             # An unchanged page keeps its chunks from the previous build: no re-parsing.
@@ -213,6 +215,7 @@ def build_index(
                 body_chunks = chunk_page(page)
                 page_chunks = [page_profile(page, body_chunks), *body_chunks]
             chunks.extend(page_chunks)
+            page_chunk_lists.append(page_chunks)
         digest = content_hash(chunks, pages)
 
         if previous is not None:
@@ -226,14 +229,20 @@ def build_index(
             except (OSError, ValueError):
                 logger.warning("previous index at %s is unreadable; rebuilding from scratch", previous)
 
+        # Word-piece vectors of unchanged pages are linked from the previous build, not re-read.
+        keys = [segment_key(embedder.name, page_hashes[page.path]) for page in content.pages]
+        previous_tokens = previous / TOKENS_DIR if previous is not None else None
+        linkable = TokenStore.listing(previous_tokens) if previous_tokens is not None else {}
         cache = EmbeddingCache(index_dir / "cache.sqlite")
         try:
             hashes = [chunk.content_hash for chunk in chunks]
             known = cache.get_many(embedder.name, hashes, embedder.dimension)
-            known_tokens = cache.get_tokens(embedder.name, hashes, embedder.dimension)
+            need_tokens = {c.content_hash for key, page_chunks in zip(keys, page_chunk_lists, strict=True)
+                           if key not in linkable for c in page_chunks}
+            known_tokens = cache.get_tokens(embedder.name, sorted(need_tokens), embedder.dimension)
             texts = {chunk.content_hash: chunk.embed_text() for chunk in chunks}
             # Similar lengths in a batch mean little padding: embed shortest to longest.
-            missing = sorted(dict.fromkeys(h for h in hashes if h not in known or h not in known_tokens),
+            missing = sorted(dict.fromkeys(h for h in hashes if h not in known or (h in need_tokens and h not in known_tokens)),
                              key=lambda h: len(texts[h]))
             progress.start(len(missing))
             # Commit vectors to the cache as they come, so a killed build keeps its work.
@@ -255,7 +264,14 @@ def build_index(
         tmp = builds / f".tmp-{build_id}"
         tmp.mkdir()
         faiss.write_index(_make_faiss(matrix, index_type), str(tmp / "dense.faiss"))
-        TokenStore.write(tmp / TOKENS_DIR, [known_tokens[h] for h in hashes], embedder.dimension)
+        segments = []
+        for key, page_chunks in zip(keys, page_chunk_lists, strict=True):
+            if key in linkable:
+                segments.append(Segment(key, linkable[key], source=previous_tokens))
+            else:
+                tokens = [known_tokens[c.content_hash] for c in page_chunks]
+                segments.append(Segment(key, [t.ids.size for t in tokens], tokens=tokens))
+        token_vectors = TokenStore.write(tmp / TOKENS_DIR, segments, embedder.dimension)
         KeywordIndex.build([c.embed_text() for c in chunks] or [""]).save(tmp / "bm25")
         # Page-level BM25: a question's words are often spread over several sections of one page.
         KeywordIndex.build([page_document(page) for page in content.pages] or [""]).save(tmp / "bm25-pages")
@@ -279,7 +295,7 @@ def build_index(
             "chunks": len(chunks),
             "embedded": len(missing),
             "cached": len(chunks) - len(missing),
-            "token_vectors": int(sum(known_tokens[h].ids.size for h in hashes)),
+            "token_vectors": token_vectors,
             "built_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
             "build_seconds": round(seconds, 3),
         })
@@ -355,9 +371,9 @@ def load_index(index_dir: Path, *, model: str | None = None, dimension: int | No
         raise IndexLoadError(f"index at {build} is inconsistent ({dense.ntotal} vectors, {len(chunks)} chunks); {rebuild}")
     if dense.d != manifest.get("dimension"):
         raise IndexLoadError(f"index at {build} stores {dense.d}-d vectors but its manifest says {manifest.get('dimension')}; {rebuild}")
-    if tokens is not None and (tokens.n_docs != len(chunks) or tokens.vectors.shape[1] != dense.d):
+    if tokens is not None and (tokens.n_docs != len(chunks) or (tokens.segments and tokens.dimension != dense.d)):
         raise IndexLoadError(f"index at {build} has word-piece vectors for {tokens.n_docs} chunks of "
-                             f"{tokens.vectors.shape[1]} dimensions, not {len(chunks)} of {dense.d}; {rebuild}")
+                             f"{tokens.dimension} dimensions, not {len(chunks)} of {dense.d}; {rebuild}")
     if isinstance(dense, faiss.IndexHNSW):
         dense.hnsw.efSearch = 128
     return SearchIndex(chunks=chunks, pages=pages, dense=dense, keyword=keyword, page_keyword=page_keyword,

@@ -9,12 +9,21 @@ on the embedding model's own contextual token vectors, which the index build get
 forward pass as the sentence vectors, so it costs no extra model call at indexing or at query
 time, only a small matrix product over the best sections of the top pages.
 
-Stored per build (``tokens/``): the word-piece vectors of every chunk as one float16 matrix
-(memory-mapped), the offsets of each chunk's rows, and each word piece's document frequency.
+Stored per build in ``tokens/``, one segment per page, named by the model and the page's content
+hash: ``<key>.npy`` (float16 word-piece vectors of the page's chunks, memory-mapped) and
+``<key>.ids.npy`` (their word-piece ids); ``segments.json`` lists the segments in index order
+with each chunk's token count, and ``df.npy`` holds each word piece's document frequency. A
+segment never changes once written, so a re-index hard-links the segments of unchanged pages
+from the previous build instead of rewriting them.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
+import os
+import shutil
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -30,42 +39,112 @@ def _is_content_piece(piece: str) -> bool:
     return piece.startswith("##") or (piece.isalnum() and piece.lower() not in STOPWORDS)
 
 
+@dataclass
+class Segment:
+    """The word-piece vectors of one page: either fresh, or an unchanged file of the previous build."""
+
+    key: str
+    counts: list[int]  # tokens per chunk, in chunk order
+    tokens: list[TokenVectors] | None = None  # fresh vectors to write
+    source: Path | None = None  # folder holding <key>.npy and <key>.ids.npy to link instead
+
+
+def segment_key(model: str, page_hash: str) -> str:
+    return hashlib.sha256(f"{model}\n{page_hash}".encode()).hexdigest()[:32]
+
+
+def _link_or_copy(source: Path, target: Path) -> None:
+    try:
+        os.link(source, target)
+    except OSError:  # another file system, or no hard links: copy instead
+        shutil.copyfile(source, target)
+
+
+def _fsync(path: Path) -> None:
+    with open(path, "rb+") as handle:
+        os.fsync(handle.fileno())
+
+
 class TokenStore:
     """Word-piece vectors of every chunk, with document frequencies for IDF weights."""
 
-    def __init__(self, vectors: np.ndarray, offsets: np.ndarray, df: np.ndarray) -> None:
-        self.vectors = vectors
-        self.offsets = offsets
+    def __init__(self, segments: list[np.ndarray], spans: np.ndarray, df: np.ndarray) -> None:
+        self.segments = segments
+        self.spans = spans  # per chunk: segment number, first row, end row
         self.df = df
-        self.n_docs = len(offsets) - 1
+        self.n_docs = len(spans)
+        self.dimension = segments[0].shape[1] if segments else 0
 
     @staticmethod
-    def write(directory: Path, tokens: list[TokenVectors], dimension: int) -> None:
-        """Write the store for chunks in index order (streamed into a memory-mapped file)."""
+    def write(directory: Path, segments: list[Segment], dimension: int) -> int:
+        """Write (or link) the segments of a build; returns the number of token vectors stored."""
         directory.mkdir(parents=True, exist_ok=True)
-        sizes = np.array([t.ids.size for t in tokens], dtype=np.int64)
-        offsets = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
-        matrix = np.lib.format.open_memmap(directory / "vectors.npy", mode="w+", dtype=np.float16,
-                                           shape=(int(offsets[-1]), dimension))
-        vocab = max((int(t.ids.max()) + 1 for t in tokens if t.ids.size), default=1)
-        df = np.zeros(vocab, dtype=np.int32)
-        for start, t in zip(offsets[:-1], tokens, strict=True):
-            matrix[start: start + t.ids.size] = t.vectors
-            df[np.unique(t.ids)] += 1
-        matrix.flush()
-        del matrix
-        np.save(directory / "offsets.npy", offsets)
-        np.save(directory / "df.npy", df)
+        listing, df, total = [], np.zeros(1, dtype=np.int64), 0
+        for segment in segments:
+            vectors_file, ids_file = directory / f"{segment.key}.npy", directory / f"{segment.key}.ids.npy"
+            if segment.source is not None:
+                _link_or_copy(segment.source / vectors_file.name, vectors_file)
+                _link_or_copy(segment.source / ids_file.name, ids_file)
+                ids = np.load(ids_file)
+            else:
+                tokens = segment.tokens or []
+                matrix = (np.concatenate([t.vectors for t in tokens]) if tokens
+                          else np.zeros((0, dimension), np.float16)).astype(np.float16)
+                ids = np.concatenate([t.ids for t in tokens]).astype(np.int32) if tokens else np.zeros(0, np.int32)
+                np.save(vectors_file, matrix)
+                np.save(ids_file, ids)
+                _fsync(vectors_file)
+                _fsync(ids_file)
+            if ids.size != sum(segment.counts):
+                raise ValueError(f"segment {segment.key} holds {ids.size} tokens, its chunks {sum(segment.counts)}")
+            start = 0
+            for count in segment.counts:  # document frequency: each chunk counts a piece once
+                chunk_ids = np.unique(ids[start: start + count])
+                if chunk_ids.size and chunk_ids[-1] >= df.size:
+                    df = np.concatenate([df, np.zeros(int(chunk_ids[-1]) + 1 - df.size, np.int64)])
+                df[chunk_ids] += 1
+                start += count
+            listing.append({"key": segment.key, "counts": segment.counts})
+            total += ids.size
+        np.save(directory / "df.npy", df.astype(np.int32))
+        (directory / "segments.json").write_text(json.dumps({"dimension": dimension, "segments": listing}))
+        return total
+
+    @staticmethod
+    def listing(directory: Path) -> dict[str, list[int]]:
+        """The segments a build holds, with their chunks' token counts (empty if none or unreadable)."""
+        try:
+            entries = json.loads((directory / "segments.json").read_text())["segments"]
+            return {entry["key"]: [int(c) for c in entry["counts"]] for entry in entries}
+        except (OSError, ValueError, KeyError, TypeError):
+            return {}
 
     @classmethod
     def load(cls, directory: Path) -> TokenStore:
-        vectors = np.load(directory / "vectors.npy", mmap_mode="r")
-        offsets = np.load(directory / "offsets.npy")
-        df = np.load(directory / "df.npy")
-        if offsets.ndim != 1 or offsets.size == 0 or int(offsets[-1]) != vectors.shape[0]:
-            raise ValueError(f"token offsets end at {int(offsets[-1]) if offsets.size else None}, "
-                             f"but {vectors.shape[0]} token vectors are stored")
-        return cls(vectors, offsets, df)
+        listing = json.loads((directory / "segments.json").read_text())
+        dimension = int(listing["dimension"])
+        segments, spans = [], []
+        for number, entry in enumerate(listing["segments"]):
+            vectors = np.load(directory / f"{entry['key']}.npy", mmap_mode="r")
+            counts = [int(c) for c in entry["counts"]]
+            if vectors.ndim != 2 or vectors.shape[1] != dimension or vectors.shape[0] != sum(counts):
+                raise ValueError(f"segment {entry['key']} has shape {vectors.shape}, "
+                                 f"expected ({sum(counts)}, {dimension})")
+            segments.append(vectors)
+            start = 0
+            for count in counts:
+                spans.append((number, start, start + count))
+                start += count
+        return cls(segments, np.array(spans, dtype=np.int64).reshape(-1, 3), np.load(directory / "df.npy"))
+
+    @property
+    def total(self) -> int:
+        return int(sum(s.shape[0] for s in self.segments))
+
+    def rows(self, chunk: int) -> np.ndarray:
+        """The word-piece vectors of one chunk (float16, memory-mapped)."""
+        number, start, end = self.spans[chunk]
+        return self.segments[number][start:end]
 
     def idf(self, ids: np.ndarray) -> np.ndarray:
         df = np.where(ids < self.df.size, self.df[np.minimum(ids, self.df.size - 1)], 0)
@@ -86,18 +165,17 @@ class TokenStore:
         """Late-interaction score of each chunk in ``chunk_ids`` (IDF-weighted mean of best matches)."""
         import torch
 
-        spans = [(int(self.offsets[i]), int(self.offsets[i + 1])) for i in chunk_ids]
-        present = [(a, b) for a, b in spans if b > a]
+        parts = [self.rows(i) for i in chunk_ids]
+        present = [n for n, part in enumerate(parts) if part.shape[0]]
         if not present or query.tokens.ids.size == 0:
             return np.zeros(len(chunk_ids), dtype=np.float32)
         q, weights = self.query_pieces(query)
         # Each chunk's rows are contiguous: slicing the memory map reads only them. torch converts
         # float16 several times faster than numpy and multiplies on the model's own threads (numpy's
         # OpenBLAS threads would spin and slow the next query's forward pass).
-        rows = torch.from_numpy(np.concatenate([self.vectors[a:b] for a, b in present])).float()
+        rows = torch.from_numpy(np.concatenate([parts[n] for n in present])).float()
         sims = (rows @ torch.from_numpy(q).T).numpy()  # (tokens of all chunks, query pieces)
-        starts = np.cumsum([0] + [b - a for a, b in present[:-1]])
-        best = np.maximum.reduceat(sims, starts, axis=0) @ weights
+        starts = np.cumsum([0] + [parts[n].shape[0] for n in present[:-1]])
         out = np.zeros(len(chunk_ids), dtype=np.float32)
-        out[[n for n, (a, b) in enumerate(spans) if b > a]] = best
+        out[present] = np.maximum.reduceat(sims, starts, axis=0) @ weights
         return out

@@ -36,13 +36,13 @@ def test_document_encoding_matches_the_plain_embedding(embedder):
 def test_stored_tokens_belong_to_their_chunks(retriever, embedder):
     index = retriever.index
     assert index.tokens is not None and index.tokens.n_docs == len(index.chunks)
-    assert index.manifest["token_vectors"] == index.tokens.vectors.shape[0]
+    assert index.manifest["token_vectors"] == index.tokens.total
+    assert len(index.tokens.segments) == len(index.pages)
     for i in (0, len(index.chunks) // 2, len(index.chunks) - 1):
-        start, end = index.tokens.offsets[i], index.tokens.offsets[i + 1]
         _, (fresh,) = embedder.encode_documents([index.chunks[i].embed_text()])
-        assert end - start == fresh.ids.size
-        np.testing.assert_allclose(np.asarray(index.tokens.vectors[start:end], np.float32),
-                                   fresh.vectors.astype(np.float32), atol=2e-3)
+        stored = np.asarray(index.tokens.rows(i), np.float32)
+        assert stored.shape[0] == fresh.ids.size
+        np.testing.assert_allclose(stored, fresh.vectors.astype(np.float32), atol=2e-3)
 
 
 def test_maxsim_equals_brute_force(retriever, embedder, repo_index_dir):
@@ -63,7 +63,7 @@ def test_maxsim_equals_brute_force(retriever, embedder, repo_index_dir):
     chunk_ids = [0, 5, 17, 42]
     expected = []
     for i in chunk_ids:
-        doc = np.asarray(store.vectors[store.offsets[i]:store.offsets[i + 1]], np.float32)
+        doc = np.asarray(store.rows(i), np.float32)
         best = [max(float(doc[t] @ query.tokens.vectors[n].astype(np.float32)) for t in range(len(doc))) for n in keep]
         expected.append(float(np.dot(best, weights)))
     np.testing.assert_allclose(store.maxsim(query, chunk_ids), expected, atol=1e-4)
@@ -99,26 +99,54 @@ def test_an_index_without_token_vectors_still_searches(tmp_path, repo_index_dir,
         assert got == [h.page_path for h in plain.search(query, k=10, mode="fusion", viewer=EVAL_VIEWER).hits]
 
 
-@pytest.mark.parametrize("damage", ["truncate-offsets", "garbage-vectors"])
+@pytest.mark.parametrize("damage", ["short-segment", "garbage-segment", "missing-segment", "bad-listing"])
 def test_damaged_token_vectors_are_refused_with_a_message(tmp_path, repo_index_dir, embedder, damage):
     copy = tmp_path / "index"
     shutil.copytree(repo_index_dir, copy, symlinks=True)
     folder = current_build(copy) / TOKENS_DIR
-    if damage == "truncate-offsets":
-        np.save(folder / "offsets.npy", np.load(folder / "offsets.npy")[:-5])
+    segment = sorted(folder.glob("*.ids.npy"))[0].name.removesuffix(".ids.npy") + ".npy"
+    if damage == "short-segment":
+        np.save(folder / segment, np.load(folder / segment)[:-5])
+    elif damage == "garbage-segment":
+        (folder / segment).write_bytes(b"not a numpy file")
+    elif damage == "missing-segment":
+        (folder / segment).unlink()
     else:
-        (folder / "vectors.npy").write_bytes(b"not a numpy file")
+        (folder / "segments.json").write_text("{")
     with pytest.raises(IndexLoadError, match="kb index"):
         load_index(copy, model=embedder.name)
 
 
+def test_unchanged_pages_link_their_token_vectors(tmp_path, embedder):
+    """A re-index writes word-piece vectors for the edited page only; the rest are hard links."""
+    from .conftest import PLAYBOOKS
+
+    content = tmp_path / "content"
+    shutil.copytree(PLAYBOOKS / "faq", content / "faq")
+    build_index(content, tmp_path / "index", embedder)
+    before = {f.name: f.stat().st_ino for f in (current_build(tmp_path / "index") / TOKENS_DIR).glob("*.npy")}
+    page = content / "faq" / "general.md"
+    page.write_text(page.read_text() + "\nOne more line.\n")
+    report = build_index(content, tmp_path / "index", embedder)
+    after = {f.name: f.stat().st_ino for f in (current_build(tmp_path / "index") / TOKENS_DIR).glob("*.npy")}
+    shared = {name for name in after if before.get(name) == after[name]}
+    assert len(shared) == len(after) - 3  # only the edited page's vectors, ids and the df table are new
+    assert report.embedded < 5
+    index = load_index(tmp_path / "index", model=embedder.name)
+    for i, chunk in enumerate(index.chunks):
+        _, (fresh,) = embedder.encode_documents([chunk.embed_text()])
+        np.testing.assert_allclose(np.asarray(index.tokens.rows(i), np.float32), fresh.vectors.astype(np.float32),
+                                   atol=2e-3)
+
+
 def test_a_cache_without_token_vectors_is_filled_in(tmp_path, embedder):
-    """Upgrading from an index format without word-piece vectors re-encodes only what lacks them."""
+    """Upgrading from an index without word-piece vectors re-encodes only what lacks them."""
     from .conftest import PLAYBOOKS
 
     content = tmp_path / "content"
     shutil.copytree(PLAYBOOKS / "faq", content / "faq")
     first = build_index(content, tmp_path / "index", embedder)
+    shutil.rmtree(current_build(tmp_path / "index") / TOKENS_DIR)  # as an index of format 2 had none
     db = sqlite3.connect(tmp_path / "index" / "cache.sqlite")
     with db:
         missing = [row[0] for row in db.execute("SELECT hash FROM tokens LIMIT 3")]
