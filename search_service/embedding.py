@@ -257,35 +257,31 @@ class EmbeddingCache:
         self.db.execute("CREATE TABLE IF NOT EXISTS tokens (model TEXT, hash TEXT, ids BLOB, vectors BLOB, "
                         "PRIMARY KEY (model, hash))")
 
-    def get_many(self, model: str, hashes: Sequence[str], dimension: int) -> dict[str, np.ndarray]:
-        found: dict[str, np.ndarray] = {}
+    def _rows(self, table: str, columns: str, model: str, hashes: Sequence[str]):
+        """Rows of ``table`` for these hashes, queried in batches (SQLite caps bound parameters)."""
         unique = list(dict.fromkeys(hashes))
         for start in range(0, len(unique), 500):
             part = unique[start: start + 500]
-            rows = self.db.execute(
-                f"SELECT hash, vector FROM vectors WHERE model = ? AND hash IN ({','.join('?' * len(part))})",
+            yield from self.db.execute(
+                f"SELECT hash, {columns} FROM {table} WHERE model = ? AND hash IN ({','.join('?' * len(part))})",
                 [model, *part],
             )
-            for key, blob in rows:
-                vector = np.frombuffer(blob, dtype=np.float32)
-                if vector.shape[0] == dimension:
-                    found[key] = vector
+
+    def get_many(self, model: str, hashes: Sequence[str], dimension: int) -> dict[str, np.ndarray]:
+        found: dict[str, np.ndarray] = {}
+        for key, blob in self._rows("vectors", "vector", model, hashes):
+            vector = np.frombuffer(blob, dtype=np.float32)
+            if vector.shape[0] == dimension:
+                found[key] = vector
         return found
 
     def get_tokens(self, model: str, hashes: Sequence[str], dimension: int) -> dict[str, TokenVectors]:
         found: dict[str, TokenVectors] = {}
-        unique = list(dict.fromkeys(hashes))
-        for start in range(0, len(unique), 500):
-            part = unique[start: start + 500]
-            rows = self.db.execute(
-                f"SELECT hash, ids, vectors FROM tokens WHERE model = ? AND hash IN ({','.join('?' * len(part))})",
-                [model, *part],
-            )
-            for key, ids_blob, vectors_blob in rows:
-                ids = np.frombuffer(ids_blob, dtype=np.int32)
-                vectors = np.frombuffer(vectors_blob, dtype=np.float16)
-                if vectors.size == ids.size * dimension:
-                    found[key] = TokenVectors(ids, vectors.reshape(ids.size, dimension))
+        for key, ids_blob, vectors_blob in self._rows("tokens", "ids, vectors", model, hashes):
+            ids = np.frombuffer(ids_blob, dtype=np.int32)
+            vectors = np.frombuffer(vectors_blob, dtype=np.float16)
+            if vectors.size == ids.size * dimension:
+                found[key] = TokenVectors(ids, vectors.reshape(ids.size, dimension))
         return found
 
     def put_many(self, model: str, items: dict[str, np.ndarray], tokens: dict[str, TokenVectors] | None = None) -> None:
