@@ -181,7 +181,7 @@ def extractive_answer(
     units = [u for i, chunk in enumerate(sources) for u in _units(chunk, i)]
     if not units:
         return abstain(result, confidence, mode, site_url, fallback=fallback)
-    query = retriever.embedder.embed_query(question)
+    query = result.query_vector if result.query_vector is not None else retriever.embedder.embed_query(question)
     # Score each unit with its heading as context, plus a little for sharing the question's words.
     texts = [f"{sources[u.source].heading_path[-1]}: {u.text}" if sources[u.source].heading_path else u.text for u in units]
     scores = retriever.embedder.embed_documents(texts) @ query

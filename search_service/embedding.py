@@ -7,6 +7,7 @@ import os
 import sqlite3
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -138,7 +139,7 @@ class Embedder:
         keep = out["attention_mask"].numpy().astype(bool) & ~np.isin(ids, self._special_ids)
         return sentences, [_token_vectors(hidden[i], ids[i], keep[i]) for i in range(len(batch))]
 
-    @property
+    @cached_property
     def _special_ids(self) -> np.ndarray:
         return np.array(self.model.tokenizer.all_special_ids, dtype=np.int64)
 

@@ -374,6 +374,8 @@ def load_index(index_dir: Path, *, model: str | None = None, dimension: int | No
     if tokens is not None and (tokens.n_docs != len(chunks) or (tokens.segments and tokens.dimension != dense.d)):
         raise IndexLoadError(f"index at {build} has word-piece vectors for {tokens.n_docs} chunks of "
                              f"{tokens.dimension} dimensions, not {len(chunks)} of {dense.d}; {rebuild}")
+    if tokens is None:
+        logger.warning("index at %s has no word-piece vectors: late-interaction re-ranking is off; %s", build, rebuild)
     if isinstance(dense, faiss.IndexHNSW):
         dense.hnsw.efSearch = 128
     return SearchIndex(chunks=chunks, pages=pages, dense=dense, keyword=keyword, page_keyword=page_keyword,

@@ -110,6 +110,7 @@ class SearchResult:
     terms: list[str] = field(default_factory=list)
     dense_max: float = 0.0  # best raw cosine similarity among the chunks the viewer may see
     coverage: float = 0.0  # share of the query's words that occur anywhere in the content
+    query_vector: np.ndarray | None = None  # the question's embedding, reused by the answerer
 
 
 def _normalise(values: np.ndarray) -> np.ndarray:
@@ -286,6 +287,7 @@ class HybridRetriever:
             hits.append(Hit(path, meta, page_scores[path], sections, superseded_by=meta.superseded_by,
                             promoted_from=promoted.get(path)))
         return SearchResult(query=query, hits=hits, terms=terms, dense_max=max(dense.values(), default=0.0),
+                            query_vector=query_vector,
                             coverage=coverage)
 
     def _rerank(self, encoded: QueryEncoding, page_scores: dict[str, float], per_page_ids: dict[str, list[int]]) -> None:
