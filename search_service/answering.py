@@ -117,10 +117,14 @@ def _units(chunk: Chunk, source: int) -> list[_Unit]:
 
 
 def _lead(step: str, max_words: int = 30) -> str:
-    """A step's number and first sentence (its lead phrase)."""
+    """A step's number and first sentence (its lead phrase); a step that opens with a short title
+    ("Intake.") keeps its next sentence too, which says what the step is."""
     marker = _ITEM_RE.match(step)
     prefix, rest = (step[: marker.end()], step[marker.end():]) if marker else ("", step)
-    words = _SENTENCE_RE.split(rest, maxsplit=1)[0].split()
+    sentences = _SENTENCE_RE.split(rest, maxsplit=2)
+    words = sentences[0].split()
+    if len(words) < 4 and len(sentences) > 1:
+        words += sentences[1].split()
     return prefix + " ".join(words[:max_words]) + (" …" if len(words) > max_words else "")
 
 
@@ -178,6 +182,11 @@ def extractive_answer(
     if confidence < 0.5 or not result.hits:
         return abstain(result, confidence, mode, site_url, fallback=fallback)
     sources = select_sources(result)
+    if _PROCEDURE_RE.search(question):
+        # The best page's numbered procedures are evidence for a "how" question even when their
+        # words matched less than the page's introduction did.
+        sources += [c for c in retriever.page_chunks(result.hits[0].page_path)
+                    if c not in sources and any(u.numbered for u in _units(c, 0))]
     units = [u for i, chunk in enumerate(sources) for u in _units(chunk, i)]
     if not units:
         return abstain(result, confidence, mode, site_url, fallback=fallback)
@@ -201,13 +210,18 @@ def extractive_answer(
     if primary.any() and scores[~primary].max(initial=-1.0) < scores[primary].max() + PRIMARY_MARGIN:
         scores = np.where(primary, scores, scores - PRIMARY_MARGIN)
     best = int(np.argmax(scores))
+    if procedural:
+        # A "how do we ..." question is answered by the best-matching procedure of the best page,
+        # when that page has one, rather than by its introduction.
+        in_top_page = [i for i, u in enumerate(units) if u.numbered and _page_rank(sources, u.source) == 0]
+        if in_top_page:
+            best = max(in_top_page, key=lambda i: scores[i])
     top = units[best]
     floor = max(float(scores[best]) * 0.8, float(scores[best]) - 0.1)
     if top.numbered and procedural:
         # A "how do we ..." question gets the whole numbered procedure of that section, in order,
         # each step shortened to its lead sentence.
-        section = [c for c in retriever.index.chunks
-                   if c.page_path == sources[top.source].page_path and c.anchor == sources[top.source].anchor]
+        section = [c for c in retriever.page_chunks(sources[top.source].page_path) if c.anchor == sources[top.source].anchor]
         for chunk in section:
             if chunk not in sources:
                 sources.append(chunk)

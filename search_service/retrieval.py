@@ -316,6 +316,10 @@ class HybridRetriever:
         for path, value in zip(top, (combined / (1.0 + p.rerank_weight)).tolist(), strict=True):
             page_scores[path] = low + (high - low) * value
 
+    def page_chunks(self, path: str) -> list[Chunk]:
+        """The chunks of one page in reading order (the page profile excluded)."""
+        return [self.index.chunks[i] for i in self._by_page.get(path, []) if self.index.chunks[i].kind != "profile"]
+
     def _first_section(self, path: str) -> list[SectionMatch]:
         """The page's opening section, for pages ranked without a matching chunk."""
         ids = self._by_page[path]

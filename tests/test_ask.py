@@ -35,6 +35,23 @@ def test_numbered_procedure_stays_numbered(client):
     assert body["citations"][0]["url"].endswith("document-processing-deployment/#steps")
 
 
+def test_how_question_gets_the_top_pages_procedure_not_its_introduction(client):
+    """The pilot scorecard's intro matches "pilot evaluation" best, but the question asks how: quote its steps."""
+    body = client.post("/v1/ask", json={"question": "how do we run a pilot evaluation?"}).json()
+    lines = body["answer"].splitlines()
+    assert body["citations"][0]["url"].endswith("/templates/pilot-evaluation-criteria/#how-to-use"), body
+    assert [line.split(".")[0] for line in lines] == ["1", "2", "3", "4", "5"], body["answer"]
+
+
+def test_step_titles_keep_the_sentence_that_explains_them():
+    from search_service.answering import _lead
+
+    assert _lead("1. Intake. Teams submit a one-page idea through their spoke. Then more.") == \
+        "1. Intake. Teams submit a one-page idea through their spoke."
+    assert _lead("2. Score value and feasibility with the matrix. Details follow.") == \
+        "2. Score value and feasibility with the matrix."
+
+
 def test_unanswerable_question_abstains_with_suggestions(client):
     body = client.post("/v1/ask", json={"question": "how do I reset my VPN password?"}).json()
     assert body["answered"] is False and body["citations"] == []
