@@ -29,6 +29,7 @@ _CITE_RE = re.compile(r"\[(\d+(?:\s*,\s*\d+)*)\]")
 _SENTENCE_RE = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'(])")
 _NUMBERED_RE = re.compile(r"^\s*(\d+)[.)]\s+")
 _ITEM_RE = re.compile(r"^\s*(?:[-*+]|\d+[.)])\s+")
+_STEP_HEADING_RE = re.compile(r"^step\s*(\d+)\s*[:.)\-–—]?\s*(.*)$", re.I)
 _PROCEDURE_RE = re.compile(r"\b(how (do|does|should|can|to|would)|steps?|process|procedure|checklist|what do (i|we) (need to )?do)\b", re.I)
 MIN_UNIT_WORDS = 5
 PRIMARY_MARGIN = 0.1
@@ -128,6 +129,19 @@ def _lead(step: str, max_words: int = 30) -> str:
     return prefix + " ".join(words[:max_words]) + (" …" if len(words) > max_words else "")
 
 
+def _heading_steps(chunks: list[Chunk]) -> list[tuple[str, Chunk]]:
+    """A procedure written as headings ("### Step 1: Confirm the budget"): (step title, first chunk)
+    per step, in step order, from the group of sibling step headings with the most steps."""
+    groups: dict[tuple[str, ...], dict[int, tuple[str, Chunk]]] = {}
+    for chunk in chunks:
+        match = _STEP_HEADING_RE.match(chunk.heading_path[-1]) if len(chunk.heading_path) >= 2 else None
+        if match:
+            steps = groups.setdefault(tuple(chunk.heading_path[:-1]), {})
+            steps.setdefault(int(match.group(1)), (match.group(2).strip() or chunk.heading_path[-1], chunk))
+    best = max(groups.values(), key=len, default={})
+    return [best[n] for n in sorted(best)] if len(best) >= 2 else []
+
+
 def _page_rank(sources: list[Chunk], index: int) -> int:
     """0 for sections of the best page, 1 for the second page, ..."""
     pages = list(dict.fromkeys(c.page_path for c in sources))
@@ -218,7 +232,18 @@ def extractive_answer(
             best = max(in_top_page, key=lambda i: scores[i])
     top = units[best]
     floor = max(float(scores[best]) * 0.8, float(scores[best]) - 0.1)
-    if top.numbered and procedural:
+    heading_steps = _heading_steps(retriever.page_chunks(result.hits[0].page_path)) if procedural else []
+    if procedural and heading_steps and not (top.numbered and _page_rank(sources, top.source) == 0):
+        # Steps written as headings: one numbered line per step, its title and lead sentence, each
+        # citing the step's own section.
+        chosen = []
+        for n, (title, chunk) in enumerate(heading_steps[:10], start=1):
+            if chunk not in sources:
+                sources.append(chunk)
+            first = _units(chunk, sources.index(chunk))
+            lead = f": {_lead(first[0].text)}" if first else ""
+            chosen.append(_Unit(f"{n}. {title}{lead}", sources.index(chunk), 0, True, True))
+    elif top.numbered and procedural:
         # A "how do we ..." question gets the whole numbered procedure of that section, in order,
         # each step shortened to its lead sentence.
         section = [c for c in retriever.page_chunks(sources[top.source].page_path) if c.anchor == sources[top.source].anchor]

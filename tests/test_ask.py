@@ -43,6 +43,30 @@ def test_how_question_gets_the_top_pages_procedure_not_its_introduction(client):
     assert [line.split(".")[0] for line in lines] == ["1", "2", "3", "4", "5"], body["answer"]
 
 
+def test_steps_written_as_headings_become_a_numbered_answer(client):
+    """pilot-to-production writes its procedure as "### Step N: ..." sections: one line and one citation per step."""
+    body = client.post("/v1/ask", json={"question": "how do we get a model into production?"}).json()
+    lines = body["answer"].splitlines()
+    assert len(lines) == 9 and [line.split(".")[0] for line in lines] == [str(n) for n in range(1, 10)], body["answer"]
+    assert lines[0].startswith("1. Confirm the decision and the money: ") and lines[0].endswith("[1]")
+    urls = [c["url"] for c in body["citations"]]
+    assert len(urls) == 9 and all("/delivery/pilot-to-production/#step-" in u for u in urls)
+    assert urls[0].endswith("#step-1-confirm-the-decision-and-the-money")
+
+
+def test_numbered_headings_that_are_not_steps_stay_out_of_procedures():
+    from search_service.answering import _heading_steps
+    from search_service.chunking import Chunk
+
+    def chunk(*path):
+        return Chunk(page_path="p.md", title="P", heading_path=list(path), anchor=path[-1].lower(), text="Text here.")
+
+    principles = [chunk("Principles", "1. People stay accountable"), chunk("Principles", "2. Fair outcomes")]
+    assert _heading_steps(principles) == []
+    steps = [chunk("Steps", "Step 2: Review"), chunk("Steps", "Step 1: Plan"), chunk("Other", "Step 1: Alone")]
+    assert [title for title, _ in _heading_steps(steps)] == ["Plan", "Review"]
+
+
 def test_step_titles_keep_the_sentence_that_explains_them():
     from search_service.answering import _lead
 
