@@ -108,6 +108,8 @@ class TokenStore:
             total += ids.size
         np.save(directory / "df.npy", df.astype(np.int32))
         (directory / "segments.json").write_text(json.dumps({"dimension": dimension, "segments": listing}))
+        _fsync(directory / "df.npy")
+        _fsync(directory / "segments.json")
         return total
 
     @staticmethod
