@@ -127,10 +127,14 @@ class HybridRetriever:
 
     @classmethod
     def from_settings(cls, index: SearchIndex, embedder: Embedder, settings) -> HybridRetriever:
-        """A retriever with the tunable parts taken from the settings (``KB_RERANK_DEPTH``)."""
+        """A retriever with the tunable parts taken from the settings (``KB_FUSION_WEIGHTS``,
+        ``KB_RERANK_DEPTH``, ``KB_RERANK_WEIGHT``)."""
         import dataclasses
 
-        return cls(index, embedder, dataclasses.replace(RetrievalParams(), rerank_depth=settings.rerank_depth))
+        dense, section_keywords, page_keywords = settings.fusion_weights
+        return cls(index, embedder, dataclasses.replace(
+            RetrievalParams(), dense_weight=dense, chunk_keyword_weight=section_keywords,
+            page_keyword_weight=page_keywords, rerank_depth=settings.rerank_depth, rerank_weight=settings.rerank_weight))
 
     def __init__(self, index: SearchIndex, embedder: Embedder, params: RetrievalParams | None = None) -> None:
         self.index = index

@@ -7,7 +7,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -29,6 +29,17 @@ class Settings(BaseSettings):
     index_type: Literal["flat", "hnsw"] = "flat"
     rerank_depth: int = Field(30, ge=0, le=200, description=(
         "Pages re-ranked by late interaction (MaxSim over word-piece vectors); 0 turns the stage off."))
+    rerank_weight: float = Field(0.6, ge=0, le=10, description="Weight of the late-interaction score in re-ranking.")
+    fusion_weights: tuple[float, float, float] = Field((0.4, 0.3, 0.4), description=(
+        "Weights of the dense, section-keyword and page-keyword signals, as JSON, e.g. [0.4, 0.3, 0.4]; "
+        "measure a change with `kb eval --content` on your own labelled questions."))
+
+    @field_validator("fusion_weights")
+    @classmethod
+    def _weights_are_usable(cls, value: tuple[float, float, float]) -> tuple[float, float, float]:
+        if any(w < 0 for w in value) or not any(value):
+            raise ValueError("fusion weights must be non-negative and not all zero")
+        return value
 
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=1, le=65535)

@@ -171,3 +171,21 @@ def test_rerank_depth_setting_turns_the_stage_off(retriever, embedder, monkeypat
     monkeypatch.setenv("KB_RERANK_DEPTH", "-1")
     with pytest.raises(ValueError):
         Settings()
+
+
+def test_fusion_and_rerank_weights_come_from_the_settings(retriever, embedder, monkeypatch):
+    from search_service.settings import Settings
+
+    defaults = HybridRetriever.from_settings(retriever.index, embedder, Settings()).params
+    assert defaults == retriever.params  # the settings' defaults are the tuned parameters
+    monkeypatch.setenv("KB_FUSION_WEIGHTS", "[1, 0, 0]")
+    monkeypatch.setenv("KB_RERANK_DEPTH", "0")
+    dense_only = HybridRetriever.from_settings(retriever.index, embedder, Settings())
+    assert (dense_only.params.dense_weight, dense_only.params.page_keyword_weight) == (1.0, 0.0)
+    query = QUERIES[1]
+    assert [h.page_path for h in dense_only.search(query, k=5, viewer=EVAL_VIEWER).hits] == \
+        [h.page_path for h in retriever.search(query, k=5, mode="dense", viewer=EVAL_VIEWER).hits]
+    for bad in ("[0, 0, 0]", "[-1, 1, 1]", "[1, 2]"):
+        monkeypatch.setenv("KB_FUSION_WEIGHTS", bad)
+        with pytest.raises(ValueError):
+            Settings()
