@@ -71,3 +71,26 @@ def test_eval_rejects_malformed_question_file(tmp_path):
     bad.write_text('{"id": "a", "question": "x", "answerable": true, "gold": []}\n')
     result = CliRunner().invoke(main, ["eval", "--questions", str(bad)])
     assert result.exit_code == 1 and "q.jsonl:1: answerable question 'a' has no gold page" in result.output
+
+
+def test_tune_recommends_a_setting_with_a_cross_validated_estimate(repo_index_dir, report):
+    from search_service.evaluation import QUICK_RERANK, QUICK_WEIGHTS
+
+    result = CliRunner().invoke(main, ["tune", "--questions", str(GOLDEN), "--content", str(PLAYBOOKS),
+                                       "--index-dir", str(repo_index_dir), "--quick", "--json"])
+    assert result.exit_code == 0, result.output
+    tuned = json.loads(result.stdout)
+    assert tuned["settings_tried"] == len(QUICK_WEIGHTS) * len(QUICK_RERANK)
+    assert tuple(tuned["recommended"]["fusion_weights"]) in QUICK_WEIGHTS
+    # The defaults are in the grid, so their figures must equal what `kb eval` measured for the hybrid.
+    assert tuned["current_metrics"] == report["hybrid"]
+    assert tuned["recommended_metrics"]["mrr@10"] >= tuned["current_metrics"]["mrr@10"]
+    assert all(0.0 <= v <= 1.0 for v in tuned["cross_validated"].values())
+
+
+def test_tune_needs_enough_questions(tmp_path, repo_index_dir):
+    few = tmp_path / "few.jsonl"
+    few.write_text('{"id": "a", "question": "who pays for pilots?", "gold": ["strategy/budgeting-and-funding.md"]}\n')
+    result = CliRunner().invoke(main, ["tune", "--questions", str(few), "--content", str(PLAYBOOKS),
+                                       "--index-dir", str(repo_index_dir)])
+    assert result.exit_code == 1 and "at least 5 answerable questions" in result.output
