@@ -257,6 +257,19 @@ def search_command(query: str, k: int, types, tags, audiences, as_json: bool, in
         click.echo(f"{n}. {hit.title} — {hit.section or '(page)'}{flags}\n   {hit.url}  score {hit.score:.3f}")
 
 
+def _labelled_corpus(settings, questions_file: Path, content_dir: Path | None, index_dir: Path | None, *, quiet: bool):
+    """Questions of a JSONL file and a retriever over the (freshly indexed) content they are about."""
+    from .evaluation import load_questions
+
+    try:
+        questions = load_questions(questions_file)
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from exc
+    content_dir, index_dir = _index_dir_for(settings, content_dir, index_dir)
+    _, embedder = run_index(settings, content_dir, index_dir, quiet=quiet)
+    return questions, load_retriever(settings, index_dir, embedder)
+
+
 @main.command("eval")
 @click.option("--questions", "questions_file", required=True, type=click.Path(path_type=Path, dir_okay=False, exists=True),
               help="JSONL file of labelled questions.")
@@ -268,16 +281,10 @@ def eval_command(questions_file: Path, content_dir: Path | None, index_dir: Path
 
     Indexes --content first if needed (incrementally).
     """
-    from .evaluation import MODES, evaluate_answers, evaluate_retrieval, load_questions
+    from .evaluation import MODES, evaluate_answers, evaluate_retrieval
 
     settings = _settings()
-    try:
-        questions = load_questions(questions_file)
-    except ValueError as exc:
-        raise click.ClickException(str(exc)) from exc
-    content_dir, index_dir = _index_dir_for(settings, content_dir, index_dir)
-    _, embedder = run_index(settings, content_dir, index_dir, quiet=as_json)
-    retriever = load_retriever(settings, index_dir, embedder)
+    questions, retriever = _labelled_corpus(settings, questions_file, content_dir, index_dir, quiet=as_json)
     report = evaluate_retrieval(retriever, questions)
     report["answers"] = evaluate_answers(retriever, questions, settings=settings)
     if as_json:
@@ -312,16 +319,10 @@ def tune_command(questions_file: Path, content_dir: Path | None, index_dir: Path
     """
     from tqdm import tqdm
 
-    from .evaluation import QUICK_RERANK, QUICK_WEIGHTS, TUNE_RERANK, TUNE_WEIGHTS, load_questions, tune_fusion
+    from .evaluation import QUICK_RERANK, QUICK_WEIGHTS, TUNE_RERANK, TUNE_WEIGHTS, tune_fusion
 
     settings = _settings()
-    try:
-        questions = load_questions(questions_file)
-    except ValueError as exc:
-        raise click.ClickException(str(exc)) from exc
-    content_dir, index_dir = _index_dir_for(settings, content_dir, index_dir)
-    _, embedder = run_index(settings, content_dir, index_dir, quiet=as_json)
-    retriever = load_retriever(settings, index_dir, embedder)
+    questions, retriever = _labelled_corpus(settings, questions_file, content_dir, index_dir, quiet=as_json)
     total = len(QUICK_WEIGHTS) * len(QUICK_RERANK) if quick else len(TUNE_WEIGHTS) * len(TUNE_RERANK)
     with tqdm(total=total, desc="settings", unit="setting", disable=as_json) as bar:
         try:
