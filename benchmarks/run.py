@@ -340,9 +340,9 @@ def write_report(results: dict) -> None:
               f"| /v1/ask p50 / p99 | {h['ask_p50_ms']} / {h['ask_p99_ms']} ms |",
               f"| raw query embedding p50 | {h['raw_query_embedding_p50_ms']} ms |", "",
               "## Scale (synthetic corpora)", "",
-              "Synthetic indexes carry no word-piece vectors, so these searches skip the re-ranking stage. Its cost "
-              "does not grow with the corpus (it reads the 3 best sections of the 30 best pages from memory-mapped "
-              "per-page files), but the files do: about 75 KB a section, 7.5 GB at 100k sections.", "",
+              ("Synthetic indexes carry no word-piece vectors, so these searches skip the re-ranking stage. Its cost "
+               "does not grow with the corpus (it reads the 3 best sections of the 30 best pages from memory-mapped "
+               "per-page files), but the files do: about 75 KB a section, 7.5 GB at 100k sections."), "",
               "| Chunks | Index | Service RSS (MB) | search p50 (ms) | p99 (ms) |",
               "| --- | --- | --- | --- | --- |"]
     lines += [f"| {r['chunks']:,} | {r['index_type']} | {r['rss_mb']} | {r['search_p50_ms']} | {r['search_p99_ms']} |"

@@ -29,7 +29,7 @@ _CITE_RE = re.compile(r"\[(\d+(?:\s*,\s*\d+)*)\]")
 _SENTENCE_RE = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9\"'(])")
 _NUMBERED_RE = re.compile(r"^\s*(\d+)[.)]\s+")
 _ITEM_RE = re.compile(r"^\s*(?:[-*+]|\d+[.)])\s+")
-_STEP_HEADING_RE = re.compile(r"^step\s*(\d+)\s*[:.)\-–—]?\s*(.*)$", re.I)
+_STEP_HEADING_RE = re.compile(r"^step\s*(\d+)\s*[:.)\-–—]?\s*(.*)$", re.IGNORECASE)
 _PROCEDURE_RE = re.compile(r"\b(how (do|does|should|can|to|would)|steps?|process|procedure|checklist|what do (i|we) (need to )?do)\b", re.I)
 MIN_UNIT_WORDS = 5
 PRIMARY_MARGIN = 0.1

@@ -239,8 +239,8 @@ def search_command(query: str, k: int, types, tags, audiences, as_json: bool, in
     Example:
       kb search "our pilot works but never reaches production" --k 3
     """
-    from .retrieval import Filters
     from .results import search_response
+    from .retrieval import Filters
 
     settings = _settings()
     retriever = load_retriever(settings, index_dir or settings.index_dir)
@@ -319,7 +319,13 @@ def tune_command(questions_file: Path, content_dir: Path | None, index_dir: Path
     """
     from tqdm import tqdm
 
-    from .evaluation import QUICK_RERANK, QUICK_WEIGHTS, TUNE_RERANK, TUNE_WEIGHTS, tune_fusion
+    from .evaluation import (
+        QUICK_RERANK,
+        QUICK_WEIGHTS,
+        TUNE_RERANK,
+        TUNE_WEIGHTS,
+        tune_fusion,
+    )
 
     settings = _settings()
     questions, retriever = _labelled_corpus(settings, questions_file, content_dir, index_dir, quiet=as_json)

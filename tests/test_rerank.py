@@ -104,7 +104,7 @@ def test_damaged_token_vectors_are_refused_with_a_message(tmp_path, repo_index_d
     copy = tmp_path / "index"
     shutil.copytree(repo_index_dir, copy, symlinks=True)
     folder = current_build(copy) / TOKENS_DIR
-    segment = sorted(folder.glob("*.ids.npy"))[0].name.removesuffix(".ids.npy") + ".npy"
+    segment = min(folder.glob("*.ids.npy")).name.removesuffix(".ids.npy") + ".npy"
     if damage == "short-segment":
         np.save(folder / segment, np.load(folder / segment)[:-5])
     elif damage == "garbage-segment":
