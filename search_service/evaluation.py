@@ -167,8 +167,11 @@ def tune_fusion(retriever: HybridRetriever, questions: list[Question], *, folds:
         return retrieval_metrics([None if np.isinf(r) else int(r) for r in row])
 
     def best(columns: np.ndarray) -> int:
-        scores = [(metrics(ranks[g, columns])["mrr@10"], metrics(ranks[g, columns])["recall@5"]) for g in range(len(grid))]
-        return max(range(len(grid)), key=lambda g: scores[g])
+        def key(g: int) -> tuple[float, float]:
+            m = metrics(ranks[g, columns])
+            return m["mrr@10"], m["recall@5"]
+
+        return max(range(len(grid)), key=key)
 
     order = np.random.default_rng(0).permutation(len(answerable))
     held_out = np.full(len(answerable), np.inf)

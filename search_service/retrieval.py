@@ -295,7 +295,7 @@ class HybridRetriever:
                             coverage=coverage)
 
     def _rerank(self, encoded: QueryEncoding, page_scores: dict[str, float], per_page_ids: dict[str, list[int]]) -> None:
-        """Add the late-interaction bonus to the best pages' scores, in place."""
+        """Re-order the best pages by late interaction, changing their scores in place."""
         p = self.params
         top = sorted(page_scores, key=lambda path: (-page_scores[path], path))[:p.rerank_depth]
         if len(top) < 2:
@@ -304,7 +304,7 @@ class HybridRetriever:
         for path in top:
             ids = [i for i in per_page_ids.get(path, []) if self.index.chunks[i].kind != "profile"]
             if not ids:  # ranked by page-level keywords alone: use the page's opening sections
-                ids = [i for i in self._by_page[path] if self.index.chunks[i].kind != "profile"] or self._by_page[path]
+                ids = self._body_ids(path)
             sections.append(ids[:p.rerank_sections])
         flat = [i for ids in sections for i in ids]
         scores = self.index.tokens.maxsim(encoded, flat)
@@ -320,15 +320,18 @@ class HybridRetriever:
         for path, value in zip(top, (combined / (1.0 + p.rerank_weight)).tolist(), strict=True):
             page_scores[path] = low + (high - low) * value
 
+    def _body_ids(self, path: str) -> list[int]:
+        """Indices of a page's chunks in reading order: its sections, or its profile if it has none."""
+        ids = self._by_page.get(path, [])
+        return [i for i in ids if self.index.chunks[i].kind != "profile"] or ids
+
     def page_chunks(self, path: str) -> list[Chunk]:
         """The chunks of one page in reading order (the page profile excluded)."""
-        return [self.index.chunks[i] for i in self._by_page.get(path, []) if self.index.chunks[i].kind != "profile"]
+        return [self.index.chunks[i] for i in self._body_ids(path) if self.index.chunks[i].kind != "profile"]
 
     def _first_section(self, path: str) -> list[SectionMatch]:
         """The page's opening section, for pages ranked without a matching chunk."""
-        ids = self._by_page[path]
-        real = [i for i in ids if self.index.chunks[i].kind != "profile"]
-        return [SectionMatch(self.index.chunks[(real or ids)[0]], 0.0)]
+        return [SectionMatch(self.index.chunks[self._body_ids(path)[0]], 0.0)]
 
 
 def _best_sections(matches: list[SectionMatch], limit: int) -> list[SectionMatch]:
