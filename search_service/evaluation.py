@@ -7,7 +7,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, Field, ValidationError
 
-from .retrieval import HybridRetriever, Viewer
+from .retrieval import HybridRetriever, RetrievalParams, Viewer
 
 # Evaluation measures ranking, not access control: it sees every page.
 EVAL_VIEWER = Viewer(all_access=True)
@@ -136,6 +136,8 @@ def tune_fusion(retriever: HybridRetriever, questions: list[Question], *, folds:
     if len(answerable) < folds:
         raise ValueError(f"tuning needs at least {folds} answerable questions, got {len(answerable)}")
     base = retriever.params
+    # Settings with re-ranking on use the configured depth, or the default one if it is turned off.
+    depth = base.rerank_depth or RetrievalParams().rerank_depth
     encodings: dict[str, object] = {}
     embedder = retriever.embedder
     original = embedder.encode_query
@@ -152,7 +154,7 @@ def tune_fusion(retriever: HybridRetriever, questions: list[Question], *, folds:
         for g, ((dense, section, page), rerank) in enumerate(grid):
             retriever.params = dataclasses.replace(base, dense_weight=dense, chunk_keyword_weight=section,
                                                    page_keyword_weight=page, rerank_weight=rerank,
-                                                   rerank_depth=base.rerank_depth if rerank else 0)
+                                                   rerank_depth=depth if rerank else 0)
             for n, q in enumerate(answerable):
                 result = retriever.search(q.question, k=10, viewer=EVAL_VIEWER)
                 rank = rank_of_gold([h.page_path for h in result.hits], q.gold)
@@ -188,7 +190,7 @@ def tune_fusion(retriever: HybridRetriever, questions: list[Question], *, folds:
         "questions": len(answerable),
         "settings_tried": len(grid),
         "recommended": {"fusion_weights": [dense, section, page], "rerank_weight": rerank,
-                        "rerank_depth": base.rerank_depth if rerank else 0},
+                        "rerank_depth": depth if rerank else 0},
         "recommended_metrics": metrics(ranks[chosen]),
         "cross_validated": metrics(held_out),
         "current_metrics": metrics(ranks[current]) if current is not None else None,

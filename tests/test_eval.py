@@ -94,3 +94,18 @@ def test_tune_needs_enough_questions(tmp_path, repo_index_dir):
     result = CliRunner().invoke(main, ["tune", "--questions", str(few), "--content", str(PLAYBOOKS),
                                        "--index-dir", str(repo_index_dir)])
     assert result.exit_code == 1 and "at least 5 answerable questions" in result.output
+
+
+def test_tune_tries_reranking_even_when_it_is_switched_off(retriever, monkeypatch):
+    import dataclasses
+
+    from search_service.evaluation import load_questions, tune_fusion
+
+    monkeypatch.setattr(retriever, "params", dataclasses.replace(retriever.params, rerank_depth=0))
+    tuned = tune_fusion(retriever, load_questions(GOLDEN), quick=True)
+    rec = tuned["recommended"]
+    # On our pages re-ranking wins (see test_late_interaction_reranking_improves_the_fusion), so the
+    # tuner must have really run it, at the default depth, and recommend it.
+    assert rec["rerank_weight"] > 0 and rec["rerank_depth"] == 30, tuned
+    assert tuned["current_metrics"]["mrr@10"] < tuned["recommended_metrics"]["mrr@10"]
+    assert retriever.params.rerank_depth == 0  # the retriever is left as it was
