@@ -8,8 +8,10 @@ other fields take their defaults.
 from __future__ import annotations
 
 import datetime as dt
+import fnmatch
 import logging
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path, PurePosixPath
@@ -52,6 +54,16 @@ REQUIRED_SECTIONS: dict[PageType, tuple[str, ...]] = {
 _TAG_RE = re.compile(r"^[a-z0-9][a-z0-9-]*$")
 
 
+class SearchOptions(BaseModel):
+    """The ``search`` front-matter key, as Material for MkDocs defines it: ``exclude: true`` keeps a
+    page out of search (and out of answers), ``boost: 2`` ranks it higher (below 1: lower)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    exclude: bool = False
+    boost: float = Field(1.0, gt=0, le=10, description="Multiplies the page's search score.")
+
+
 class PageMeta(BaseModel):
     """Front matter of a page. Unknown keys are errors so that typos do not pass silently."""
 
@@ -69,6 +81,7 @@ class PageMeta(BaseModel):
     access: list[str] | None = Field(None, description="Groups allowed to see the page; absent means everyone.")
     superseded_by: str | None = None
     related: list[str] = Field(default_factory=list)
+    search: SearchOptions = Field(default_factory=SearchOptions)
 
     @field_validator("tags")
     @classmethod
@@ -184,10 +197,12 @@ def key_line(header: str, key: str) -> int:
 
 def _lenient_meta(raw: dict, body: str, path: str) -> PageMeta:
     """The schema's fields that are usable, defaults for the rest: keys of other tools (``hide``,
-    ``icon``, ``search``...) are ignored, free-form tags are slugified, invalid values dropped."""
+    ``icon``...) are ignored, free-form tags are slugified, invalid values dropped."""
     from markdown.extensions.toc import slugify
 
     values = {key: value for key, value in raw.items() if key in PageMeta.model_fields}
+    if isinstance(values.get("search"), dict):  # keep the search options we know, drop other tools' ones
+        values["search"] = {k: v for k, v in values["search"].items() if k in SearchOptions.model_fields}
     if isinstance(values.get("tags"), list):
         values["tags"] = list(dict.fromkeys(t for t in (slugify(str(tag), "-") for tag in values["tags"]) if t))
     if not isinstance(values.get("title"), str) or not values.get("title", "").strip():
@@ -323,6 +338,14 @@ def load_content(root: Path, *, strict: bool = False) -> ContentSet:
         if page is not None:
             pages.append(page)
     return ContentSet(root=root, pages=pages, errors=errors)
+
+
+def excluded_from_search(page: Page, patterns: Sequence[str] = ()) -> bool:
+    """True when a page stays out of search: its front matter says ``search: {exclude: true}``, or
+    its path (relative to the content folder) matches a glob pattern such as ``about/changelog.md``
+    or ``about/releases/*`` (``*`` also matches across folders)."""
+    return page.meta.search.exclude or any(fnmatch.fnmatchcase(page.path, pattern.strip().lstrip("/"))
+                                            for pattern in patterns if pattern.strip())
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,7 @@ from .retrieval import HybridRetriever, RetrievalParams, Viewer
 
 # Evaluation measures ranking, not access control: it sees every page.
 EVAL_VIEWER = Viewer(all_access=True)
-MODES = ("hybrid", "fusion", "bm25", "dense")  # fusion: hybrid without the re-ranking stage
+MODES = ("hybrid", "fusion", "bm25", "dense", "baseline")  # see retrieval.Mode
 
 
 class Question(BaseModel):
@@ -77,7 +77,23 @@ def evaluate_retrieval(retriever: HybridRetriever, questions: list[Question], *,
     report["questions"] = {"total": len(questions), "answerable": len(answerable),
                            "unanswerable": len(questions) - len(answerable)}
     report["misses"] = misses
+    report["warnings"] = ablation_warnings(report)
     return report
+
+
+def ablation_warnings(report: dict) -> list[str]:
+    """Advice when a simpler retriever beats the hybrid on this corpus's MRR@10: the defaults were
+    chosen on our own pages, and another corpus may want other weights (`kb tune`)."""
+    if "hybrid" not in report:
+        return []
+    hybrid = report["hybrid"]["mrr@10"]
+    beaten = [f"{mode} {report[mode]['mrr@10']:.3f}" for mode in MODES[1:]
+              if mode in report and report[mode]["mrr@10"] > hybrid]
+    if not beaten:
+        return []
+    message = (f"on these questions the hybrid (MRR@10 {hybrid:.3f}) is beaten by {', '.join(beaten)}: "
+               "the default weights may not suit this corpus; run `kb tune` with the same questions")
+    return [message]
 
 
 def evaluate_answers(retriever: HybridRetriever, questions: list[Question], *, settings) -> dict:

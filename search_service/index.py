@@ -23,7 +23,7 @@ import os
 import shutil
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -31,7 +31,7 @@ import faiss
 import numpy as np
 
 from .chunking import CHUNKER_VERSION, Chunk, chunk_page, page_profile
-from .content import ContentError, Page, PageMeta, load_content
+from .content import ContentError, Page, PageMeta, excluded_from_search, load_content
 from .embedding import Embedder, EmbeddingCache
 from .keyword import KeywordIndex
 from .rerank import TOKENS_DIR, Segment, TokenStore, segment_key
@@ -66,6 +66,7 @@ class BuildReport:
     build_dir: str
     errors: list[ContentError] = field(default_factory=list)
     unchanged: bool = False
+    excluded: int = 0  # pages kept out of search (front matter ``search: exclude`` or KB_SEARCH_EXCLUDE)
 
 
 @dataclass
@@ -187,10 +188,13 @@ def build_index(
     *,
     index_type: str = "flat",
     progress: ProgressHooks | None = None,
+    exclude: Sequence[str] = (),
 ) -> BuildReport:
     """Build (incrementally) the search index of ``content_dir`` into ``index_dir``.
 
-    Unchanged chunks reuse cached vectors; malformed pages are reported and skipped.
+    Unchanged chunks reuse cached vectors; malformed pages are reported and skipped. Pages whose
+    front matter says ``search: {exclude: true}``, or whose path matches one of the ``exclude``
+    glob patterns, stay on the site but out of the index.
     """
     started = time.perf_counter()
     progress = progress or ProgressHooks()
@@ -201,6 +205,9 @@ def build_index(
         for leftover in builds.glob(".tmp-*"):  # from a build that was killed
             shutil.rmtree(leftover, ignore_errors=True)
         content = load_content(content_dir)
+        searchable = [page for page in content.pages if not excluded_from_search(page, exclude)]
+        excluded = len(content.pages) - len(searchable)
+        content.pages = searchable
         pages = {page.path: page.meta for page in content.pages}
         previous = current_build(index_dir)
         reusable = _previous_chunks(previous)
@@ -225,7 +232,7 @@ def build_index(
                         and manifest.get("format") == FORMAT_VERSION
                         and manifest.get("index_type") == index_type and manifest.get("chunker_version") == CHUNKER_VERSION):
                     return BuildReport(len(pages), len(chunks), 0, len(chunks), 0, time.perf_counter() - started,
-                                       str(previous), content.errors, unchanged=True)
+                                       str(previous), content.errors, unchanged=True, excluded=excluded)
             except (OSError, ValueError):
                 logger.warning("previous index at %s is unreadable; rebuilding from scratch", previous)
 
@@ -292,6 +299,7 @@ def build_index(
             "index_type": index_type,
             "content_hash": digest,
             "pages": len(pages),
+            "excluded_pages": excluded,
             "chunks": len(chunks),
             "embedded": len(missing),
             "cached": len(chunks) - len(missing),
@@ -310,7 +318,7 @@ def build_index(
         for old in sorted(p for p in builds.iterdir() if not p.name.startswith("."))[:-KEEP_BUILDS]:
             shutil.rmtree(old, ignore_errors=True)
         return BuildReport(len(pages), len(chunks), len(missing), len(chunks) - len(missing), removed,
-                           time.perf_counter() - started, str(final), content.errors)
+                           time.perf_counter() - started, str(final), content.errors, excluded=excluded)
 
 
 @dataclass

@@ -21,7 +21,10 @@ from .embedding import Embedder, QueryEncoding
 from .index import SearchIndex
 from .keyword import _WORD_RE, stem_word, tokenize
 
-Mode = Literal["hybrid", "fusion", "bm25", "dense"]  # fusion: hybrid without the re-ranking stage
+# fusion: hybrid without the re-ranking stage; baseline: the naive reference, reciprocal rank fusion
+# (k = 60) of the BM25 and dense section rankings, each page ranked by its best section.
+Mode = Literal["hybrid", "fusion", "bm25", "dense", "baseline"]
+RRF_K = 60
 
 
 @dataclass(frozen=True)
@@ -214,13 +217,14 @@ class HybridRetriever:
         filters = filters or Filters()
         allowed = self.allowed(filters, viewer)
         visible_pages = {self.chunk_pages[i] for i in allowed.tolist()}
-        use_dense, use_keyword = mode in ("hybrid", "fusion", "dense"), mode in ("hybrid", "fusion", "bm25")
+        use_dense = mode in ("hybrid", "fusion", "dense", "baseline")
+        use_keyword = mode in ("hybrid", "fusion", "bm25", "baseline")
         use_rerank = mode == "hybrid" and self.index.tokens is not None and p.rerank_depth > 0
         encoded = self.embedder.encode_query(query) if use_rerank else None
         query_vector = encoded.vector if encoded is not None else self.embedder.embed_query(query) if use_dense else None
         dense = self.dense_scores(query_vector, allowed, p.candidates) if use_dense else {}
         keyword = self.keyword_scores(query, allowed, p.candidates) if use_keyword else {}
-        page_keyword = self.page_keyword_scores(query, visible_pages) if use_keyword else {}
+        page_keyword = self.page_keyword_scores(query, visible_pages) if use_keyword and mode != "baseline" else {}
         candidates = sorted(set(dense) | set(keyword))
         terms = tokenize(query)
         coverage = sum(t in self.index.page_keyword.vocab for t in terms) / len(terms) if terms else 0.0
@@ -231,41 +235,28 @@ class HybridRetriever:
         d_floor = min(dense.values()) if dense else 0.0
         d = np.array([dense.get(i, d_floor) for i in candidates], dtype=np.float32)
         b = np.array([keyword.get(i, 0.0) for i in candidates], dtype=np.float32)
-        chunk_fused = (0.5 * _normalise(d) + 0.5 * _normalise(b)) if use_dense and use_keyword else (
-            _normalise(d) if use_dense else _normalise(b))
+        if mode == "baseline":
+            chunk_fused = _reciprocal_rank_fusion(candidates, dense, keyword)
+        elif use_dense and use_keyword:
+            chunk_fused = 0.5 * _normalise(d) + 0.5 * _normalise(b)
+        else:
+            chunk_fused = _normalise(d) if use_dense else _normalise(b)
         per_page: dict[str, list[SectionMatch]] = defaultdict(list)
         per_page_ids: dict[str, list[int]] = defaultdict(list)
         for i, score in sorted(zip(candidates, chunk_fused.tolist(), strict=True), key=lambda t: -t[1]):
             per_page[self.chunk_pages[i]].append(SectionMatch(self.index.chunks[i], float(score)))
             per_page_ids[self.chunk_pages[i]].append(i)
 
-        # Page-level fusion of the three signals.
-        def best_two(scores: dict[int, float]) -> dict[str, float]:
-            top: dict[str, list[float]] = defaultdict(list)
-            for i, value in sorted(scores.items(), key=lambda t: -t[1]):
-                if len(top[self.chunk_pages[i]]) < 2:
-                    top[self.chunk_pages[i]].append(value)
-            return {path: v[0] + p.second_chunk_weight * (v[1] if len(v) > 1 else 0.0) for path, v in top.items()}
-
-        page_paths = sorted(set(per_page) | set(page_keyword))
-        signals = []
-        if use_dense:
-            dense_pages = best_two(dense)
-            floor = min(dense_pages.values()) if dense_pages else 0.0
-            signals.append((p.dense_weight, [dense_pages.get(path, floor) for path in page_paths]))
-        if use_keyword:
-            if keyword:
-                peak = max(keyword.values())
-                chunk_keyword = best_two({i: v / peak for i, v in keyword.items()})
-                signals.append((p.chunk_keyword_weight, [chunk_keyword.get(path, 0.0) for path in page_paths]))
-            peak = max(page_keyword.values(), default=0.0) or 1.0
-            signals.append((p.page_keyword_weight, [page_keyword.get(path, 0.0) / peak for path in page_paths]))
-        fused = np.zeros(len(page_paths), dtype=np.float32)
-        for weight, values in signals:
-            fused += weight * _normalise(np.array(values, dtype=np.float32))
-        page_scores = dict(zip(page_paths, fused.tolist(), strict=True))
+        if mode == "baseline":  # each page scores its best section's reciprocal-rank score
+            page_scores = {path: matches[0].score for path, matches in per_page.items()}
+        else:
+            page_scores = self._fuse_pages(dense, keyword, page_keyword, sorted(set(per_page) | set(page_keyword)))
         if encoded is not None:
             self._rerank(encoded, page_scores, per_page_ids)
+        for path in page_scores:  # authors' front matter `search: {boost: N}`
+            boost = self.index.pages[path].search.boost
+            if boost != 1.0:
+                page_scores[path] *= boost
         if boost_pages:
             for path, factor in boost_pages.items():
                 if path in page_scores:
@@ -293,6 +284,35 @@ class HybridRetriever:
         return SearchResult(query=query, hits=hits, terms=terms, dense_max=max(dense.values(), default=0.0),
                             query_vector=query_vector,
                             coverage=coverage)
+
+    def _fuse_pages(self, dense: dict[int, float], keyword: dict[int, float], page_keyword: dict[str, float],
+                    page_paths: list[str]) -> dict[str, float]:
+        """Page-level fusion of the three signals (those that were computed), each min-max normalised."""
+        p = self.params
+
+        def best_two(scores: dict[int, float]) -> dict[str, float]:
+            top: dict[str, list[float]] = defaultdict(list)
+            for i, value in sorted(scores.items(), key=lambda t: -t[1]):
+                if len(top[self.chunk_pages[i]]) < 2:
+                    top[self.chunk_pages[i]].append(value)
+            return {path: v[0] + p.second_chunk_weight * (v[1] if len(v) > 1 else 0.0) for path, v in top.items()}
+
+        signals = []
+        if dense:
+            dense_pages = best_two(dense)
+            floor = min(dense_pages.values())
+            signals.append((p.dense_weight, [dense_pages.get(path, floor) for path in page_paths]))
+        if keyword:
+            peak = max(keyword.values())
+            chunk_keyword = best_two({i: v / peak for i, v in keyword.items()})
+            signals.append((p.chunk_keyword_weight, [chunk_keyword.get(path, 0.0) for path in page_paths]))
+        if page_keyword:
+            peak = max(page_keyword.values()) or 1.0
+            signals.append((p.page_keyword_weight, [page_keyword.get(path, 0.0) / peak for path in page_paths]))
+        fused = np.zeros(len(page_paths), dtype=np.float32)
+        for weight, values in signals:
+            fused += weight * _normalise(np.array(values, dtype=np.float32))
+        return dict(zip(page_paths, fused.tolist(), strict=True))
 
     def _rerank(self, encoded: QueryEncoding, page_scores: dict[str, float], per_page_ids: dict[str, list[int]]) -> None:
         """Re-order the best pages by late interaction, changing their scores in place."""
@@ -332,6 +352,15 @@ class HybridRetriever:
     def _first_section(self, path: str) -> list[SectionMatch]:
         """The page's opening section, for pages ranked without a matching chunk."""
         return [SectionMatch(self.index.chunks[self._body_ids(path)[0]], 0.0)]
+
+
+def _reciprocal_rank_fusion(ids: list[int], *rankings: dict[int, float], k: int = RRF_K) -> np.ndarray:
+    """Sum over rankings of 1 / (k + rank) for each id (rank 1 = best score; absent = no share)."""
+    fused = dict.fromkeys(ids, 0.0)
+    for scores in rankings:
+        for rank, i in enumerate(sorted(scores, key=lambda i: -scores[i]), start=1):
+            fused[i] += 1.0 / (k + rank)
+    return np.array([fused[i] for i in ids], dtype=np.float32)
 
 
 def _best_sections(matches: list[SectionMatch], limit: int) -> list[SectionMatch]:

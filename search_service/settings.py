@@ -41,6 +41,14 @@ class Settings(BaseSettings):
             raise ValueError("fusion weights must be non-negative and not all zero")
         return value
 
+    search_exclude: str = Field("", description=(
+        "Comma-separated glob patterns of pages kept out of search and answers, relative to the content "
+        "folder, e.g. 'about/changelog.md,about/releases/*' (a page can also say `search: {exclude: true}`)."))
+
+    def search_exclude_patterns(self) -> tuple[str, ...]:
+        """The KB_SEARCH_EXCLUDE patterns as a tuple."""
+        return tuple(p.strip() for p in self.search_exclude.split(",") if p.strip())
+
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=1, le=65535)
 

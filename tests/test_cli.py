@@ -47,3 +47,15 @@ def test_stale_lists_overdue_pages_with_owners(content_dir):
     assert [(r["path"], r["owner"], r["due"]) for r in rows] == [("old.md", "@ai-coe/strategy", "2025-06-30")]
     text = CliRunner().invoke(main, ["stale", "--content", str(content_dir)]).output
     assert "old.md" in text and "@ai-coe/strategy" in text and "days overdue" in text
+
+
+def test_index_summary_counts_pages_kept_out_of_search(content_dir, tmp_path, monkeypatch):
+    from search_service.settings import get_settings
+
+    write_page(content_dir, "guide.md", page_text("Guide"))
+    write_page(content_dir, "drafts/idea.md", page_text("Idea"))
+    monkeypatch.setenv("KB_SEARCH_EXCLUDE", "drafts/*, notes/*")
+    get_settings.cache_clear()
+    result = CliRunner().invoke(main, ["index", "--quiet", "--content", str(content_dir), "--index-dir", str(tmp_path / "ix")])
+    assert result.exit_code == 0, result.output
+    assert "indexed 1 pages, 1 excluded from search" in result.output

@@ -11,6 +11,7 @@ from search_service.content import (
     ContentError,
     PageType,
     due_for_review,
+    excluded_from_search,
     load_content,
     page_url,
     parse_page,
@@ -100,7 +101,8 @@ def test_repository_content_counts_hold():
 def test_foreign_mkdocs_front_matter_loads_leniently(content_dir):
     """Pages of another MkDocs site carry keys of their own tools and free-form values."""
     write_page(content_dir, "guide/setup.md", "---\nhide:\n  - navigation\nicon: material/rocket\n"
-               "tags: [Getting Started, API v2]\nstatus: new\nsearch:\n  boost: 2\nlast_reviewed: someday\n---\n"
+               "tags: [Getting Started, API v2]\nstatus: new\nsearch:\n  boost: 2\n  pipeline: [trimmer]\n"
+               "last_reviewed: someday\n---\n"
                "# Setting up\n\nText.\n")
     write_page(content_dir, "guide/plain.md", "---\ndescription: Only a description\n---\nNo heading here.\n")
     content = load_content(content_dir)
@@ -110,3 +112,17 @@ def test_foreign_mkdocs_front_matter_loads_leniently(content_dir):
     assert setup.title == "Setting up" and setup.tags == ["getting-started", "api-v2"]
     assert setup.status.value == "published" and setup.last_reviewed is None
     assert pages["guide/plain.md"].meta.title == "Plain"
+    assert setup.search.boost == 2 and not setup.search.exclude  # Material's search keys are kept
+
+
+def test_search_front_matter_is_validated_for_authored_pages():
+    page = parse_page(page_text("Changelog", extra="search:\n  exclude: true\n"), "about/changelog.md", strict=True)
+    assert page.meta.search.exclude and page.meta.search.boost == 1.0
+    assert excluded_from_search(page)
+    plain = parse_page(page_text("Guide"), "about/releases/9.0.md")
+    assert not excluded_from_search(plain)
+    assert excluded_from_search(plain, ["about/releases/*"]) and excluded_from_search(plain, [" /about/*"])
+    assert not excluded_from_search(plain, ["releases/*", ""])
+    for bad in ("search:\n  boost: 0\n", "search:\n  exlude: true\n"):
+        with pytest.raises(ContentError, match="search"):
+            parse_page(page_text("Typo", extra=bad), "x.md", strict=True)

@@ -39,7 +39,7 @@ def report(tmp_path_factory):
 
 
 def test_eval_reports_all_retrievers(report):
-    for mode in ("hybrid", "fusion", "bm25", "dense"):
+    for mode in ("hybrid", "fusion", "bm25", "dense", "baseline"):
         assert set(report[mode]) == {"recall@1", "recall@5", "mrr@10"}
         assert all(0.0 <= v <= 1.0 for v in report[mode].values())
     assert report["questions"]["answerable"] >= 48
@@ -51,6 +51,25 @@ def test_hybrid_meets_floors_and_beats_both_ablations(report):
     assert hybrid["mrr@10"] >= FLOORS["mrr@10"], report
     assert hybrid["mrr@10"] > report["bm25"]["mrr@10"]
     assert hybrid["mrr@10"] > report["dense"]["mrr@10"]
+
+
+def test_hybrid_beats_the_naive_baseline_and_says_nothing_is_better(report):
+    """The issue's reference point, reciprocal rank fusion of BM25 and dense sections."""
+    assert report["hybrid"]["recall@5"] > report["baseline"]["recall@5"], report
+    assert report["hybrid"]["mrr@10"] > report["baseline"]["mrr@10"], report
+    assert report["warnings"] == []
+
+
+def test_eval_warns_when_a_simpler_retriever_wins():
+    from search_service.evaluation import ablation_warnings
+
+    figures = {"recall@1": 0.5, "recall@5": 0.8}
+    report = {"hybrid": {**figures, "mrr@10": 0.70}, "fusion": {**figures, "mrr@10": 0.69},
+              "bm25": {**figures, "mrr@10": 0.60}, "dense": {**figures, "mrr@10": 0.81},
+              "baseline": {**figures, "mrr@10": 0.75}}
+    [warning] = ablation_warnings(report)
+    assert "dense 0.810" in warning and "baseline 0.750" in warning and "kb tune" in warning
+    assert "fusion" not in warning and "bm25" not in warning
 
 
 def test_late_interaction_reranking_improves_the_fusion(report):

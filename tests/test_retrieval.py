@@ -81,3 +81,53 @@ def test_snippet_marks_terms_and_escapes_html():
 def test_repository_questions_land_on_the_right_page(retriever):
     top = retriever.search("our proof of concept worked but it never went live, what now?", k=3)
     assert "delivery/pilot-to-production.md" in paths(top) or "faq/pilot-stagnation.md" in paths(top)
+
+
+def test_baseline_mode_is_reciprocal_rank_fusion_of_the_section_rankings(retriever):
+    """Checked against an independent computation on the same BM25 and dense section scores."""
+    query = "how do we train staff in AI skills"
+    everyone = Viewer(all_access=True)
+    allowed = retriever.allowed(Filters(), everyone)
+    dense = retriever.dense_scores(retriever.embedder.embed_query(query), allowed, retriever.params.candidates)
+    keyword = retriever.keyword_scores(query, allowed, retriever.params.candidates)
+    candidates = {retriever.index.chunks[i].page_path for i in {*dense, *keyword}}
+    assert not any(retriever.index.pages[path].status.value == "deprecated" for path in candidates), (
+        "pick a query without deprecated candidates: their demotion is not part of this computation")
+    fused: dict[int, float] = {}
+    for scores in (dense, keyword):
+        for rank, i in enumerate(sorted(scores, key=scores.get, reverse=True), start=1):
+            fused[i] = fused.get(i, 0.0) + 1 / (60 + rank)
+    best: dict[str, float] = {}
+    for i, value in fused.items():
+        path = retriever.index.chunks[i].page_path
+        best[path] = max(best.get(path, 0.0), value)
+    expected = sorted(best, key=lambda path: (-best[path], path))[:10]
+    result = retriever.search(query, k=10, mode="baseline", viewer=everyone)
+    assert paths(result) == expected
+    assert paths(result) != paths(retriever.search(query, k=10, viewer=everyone))  # a different ranker
+
+
+def test_search_front_matter_excludes_and_boosts_pages(content_dir, tmp_path, embedder, monkeypatch):
+    body = "## Funding\n\nPilots are funded by the department that benefits from them.\n"
+    write_page(content_dir, "a/funding.md", page_text("Pilot funding", body=body))
+    write_page(content_dir, "a/costs.md", page_text("Cost notes", body="## Costs\n\nSome pilots are paid for centrally.\n"))
+    write_page(content_dir, "a/changelog.md", page_text("Changelog", extra="search:\n  exclude: true\n", body=body))
+    write_page(content_dir, "old/notes.md", page_text("Old notes", body=body))
+    write_page(content_dir, "a/holidays.md", page_text("Holidays", body="## Leave\n\nBook leave in the HR system.\n"))
+    report = build_index(content_dir, tmp_path / "idx", embedder, exclude=["old/*"])
+    assert report.excluded == 2 and report.pages == 3
+    index = load_index(tmp_path / "idx")
+    assert set(index.pages) == {"a/funding.md", "a/costs.md", "a/holidays.md"}
+    assert index.manifest["excluded_pages"] == 2
+    query = "which department funds pilots"
+    plain = HybridRetriever(index, embedder).search(query, k=5)
+    assert paths(plain)[:2] == ["a/funding.md", "a/costs.md"]
+
+    write_page(content_dir, "a/costs.md", page_text("Cost notes", extra="search:\n  boost: 5\n",
+                                                    body="## Costs\n\nSome pilots are paid for centrally.\n"))
+    build_index(content_dir, tmp_path / "idx", embedder, exclude=["old/*"])
+    boosted = HybridRetriever(load_index(tmp_path / "idx"), embedder).search(query, k=5)
+    assert paths(boosted)[:2] == ["a/costs.md", "a/funding.md"]
+    before = {h.page_path: h.score for h in plain.hits}
+    assert boosted.hits[0].score == pytest.approx(5 * before["a/costs.md"], rel=1e-5)
+
