@@ -212,3 +212,54 @@ def tune_fusion(retriever: HybridRetriever, questions: list[Question], *, folds:
         "current_metrics": metrics(ranks[current]) if current is not None else None,
         "folds": folds,
     }
+
+
+MIN_ANSWERED = 0.92  # the abstention rule's floor: at least this share of answerable questions answered
+
+
+def choose_threshold(answerable: list[float], unanswerable: list[float], *, min_answered: float = MIN_ANSWERED) -> float:
+    """The abstention threshold that declines the most unanswerable questions while answering at
+    least ``min_answered`` of the answerable ones (ties: the one answering the most), placed midway
+    between the two evidence values it separates."""
+    values = sorted(set(answerable) | set(unanswerable))
+    cuts = [values[0] - 0.01] + [(a + b) / 2 for a, b in zip(values, values[1:], strict=False)]
+    best, best_key = cuts[0], (-1.0, -1.0)
+    for cut in cuts:
+        answered = sum(e >= cut for e in answerable) / (len(answerable) or 1)
+        if answered < min_answered:
+            continue
+        key = (sum(e < cut for e in unanswerable) / (len(unanswerable) or 1), answered)
+        if key > best_key:
+            best, best_key = cut, key
+    return best
+
+
+def tune_abstention(retriever: HybridRetriever, questions: list[Question], *, current: float,
+                    min_answered: float = MIN_ANSWERED) -> dict | None:
+    """Recommend ``KB_ABSTAIN_THRESHOLD`` for a corpus from its labelled questions, with a
+    leave-one-out estimate (the threshold re-chosen without the question being judged).
+    None when the file has no unanswerable questions to calibrate on."""
+    from .answering import evidence_score
+
+    evidence = [(q.answerable, evidence_score(retriever.search(q.question, k=10, viewer=EVAL_VIEWER))) for q in questions]
+    answerable = [e for ok, e in evidence if ok]
+    unanswerable = [e for ok, e in evidence if not ok]
+    if not unanswerable or not answerable:
+        return None
+
+    def rates(threshold: float) -> dict[str, float]:
+        return {"answered_rate": round(sum(e >= threshold for e in answerable) / len(answerable), 4),
+                "abstain_rate": round(sum(e < threshold for e in unanswerable) / len(unanswerable), 4)}
+
+    threshold = choose_threshold(answerable, unanswerable, min_answered=min_answered)
+    answered = declined = 0
+    for n, (ok, value) in enumerate(evidence):
+        rest = evidence[:n] + evidence[n + 1:]
+        cut = choose_threshold([e for a, e in rest if a], [e for a, e in rest if not a], min_answered=min_answered)
+        answered += ok and value >= cut
+        declined += (not ok) and value < cut
+    return {"threshold": round(threshold, 4), **rates(threshold), "current": {"threshold": current, **rates(current)},
+            "leave_one_out": {"answered_rate": round(answered / len(answerable), 4),
+                              "abstain_rate": round(declined / len(unanswerable), 4)},
+            "unanswerable_questions": len(unanswerable), "min_answered": min_answered}
+

@@ -105,6 +105,26 @@ def test_tune_recommends_a_setting_with_a_cross_validated_estimate(repo_index_di
     assert tuned["current_metrics"] == report["hybrid"]
     assert tuned["recommended_metrics"]["mrr@10"] >= tuned["current_metrics"]["mrr@10"]
     assert all(0.0 <= v <= 1.0 for v in tuned["cross_validated"].values())
+    # The abstention rule re-derives the documented calibration (docs/search-quality.md) and its
+    # figures at the current threshold equal what `kb eval` measured for the answers.
+    abstention = tuned["abstention"]
+    assert abs(abstention["threshold"] - 0.34) <= 0.02, abstention
+    assert abstention["answered_rate"] >= 0.92 and abstention["unanswerable_questions"] == report["questions"]["unanswerable"]
+    assert {k: abstention["current"][k] for k in ("answered_rate", "abstain_rate")} == {
+        k: report["answers"][k] for k in ("answered_rate", "abstain_rate")}
+    assert set(abstention["leave_one_out"]) == {"answered_rate", "abstain_rate"}
+
+
+def test_threshold_rule_declines_most_while_answering_enough():
+    from search_service.evaluation import choose_threshold
+
+    answerable = [0.30, 0.60, 0.70, 0.80, 0.90]
+    unanswerable = [0.10, 0.20, 0.55]
+    assert choose_threshold(answerable, unanswerable, min_answered=1.0) == pytest.approx(0.25)
+    # Declining 0.55 too costs one answerable question in five (0.30), allowed at 0.8.
+    assert choose_threshold(answerable, unanswerable, min_answered=0.8) == pytest.approx(0.575)
+    # Nothing meets an impossible floor: the lowest cut, which answers everything.
+    assert choose_threshold([0.5], [0.6], min_answered=1.0) < 0.5
 
 
 def test_tune_needs_enough_questions(tmp_path, repo_index_dir):
