@@ -29,9 +29,9 @@ class Settings(BaseSettings):
     index_type: Literal["flat", "hnsw"] = "flat"
     rerank_depth: int = Field(30, ge=0, le=200, description=(
         "Pages re-ranked by late interaction (MaxSim over word-piece vectors); 0 turns the stage off."))
-    rerank_weight: float = Field(0.6, ge=0, le=10, description="Weight of the late-interaction score in re-ranking.")
-    fusion_weights: tuple[float, float, float] = Field((0.4, 0.3, 0.4), description=(
-        "Weights of the dense, section-keyword and page-keyword signals, as JSON, e.g. [0.4, 0.3, 0.4]; "
+    rerank_weight: float = Field(0.3, ge=0, le=10, description="Weight of the late-interaction score in re-ranking.")
+    fusion_weights: tuple[float, float, float] = Field((0.4, 0.1, 0.1), description=(
+        "Weights of the dense, section-keyword and page-keyword signals, as JSON, e.g. [0.4, 0.1, 0.1]; "
         "measure a change with `kb eval --content` on your own labelled questions."))
 
     @field_validator("fusion_weights")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import socket
@@ -60,6 +61,20 @@ def retriever(repo_index_dir, embedder):
     from search_service.retrieval import HybridRetriever
 
     return HybridRetriever(load_index(repo_index_dir, model=embedder.name), embedder)
+
+
+@pytest.fixture(scope="session")
+def golden_report(tmp_path_factory) -> dict:
+    """`kb eval --json` on the repository's playbooks and tests/eval/golden.jsonl."""
+    from click.testing import CliRunner
+
+    from search_service.cli import main
+
+    index_dir = tmp_path_factory.mktemp("eval-index")
+    result = CliRunner().invoke(main, ["eval", "--questions", str(GOLDEN), "--content", str(PLAYBOOKS),
+                                       "--index-dir", str(index_dir), "--json"])
+    assert result.exit_code == 0, result.output
+    return json.loads(result.stdout)
 
 
 @pytest.fixture
