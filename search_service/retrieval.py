@@ -254,7 +254,9 @@ class HybridRetriever:
             page_scores = self._fuse_pages(dense, keyword, page_keyword, sorted(set(per_page) | set(page_keyword)))
         if encoded is not None:
             self._rerank(encoded, page_scores, per_page_ids)
-        for path in page_scores:  # authors' front matter `search: {boost: N}`
+        # Authors' front matter `search: {boost: N}` multiplies the fused score. Min-max normalisation
+        # gives the weakest candidate 0, which no boost lifts; every other page moves.
+        for path in page_scores:
             boost = self.index.pages[path].search.boost
             if boost != 1.0:
                 page_scores[path] *= boost
