@@ -201,8 +201,9 @@ def _lenient_meta(raw: dict, body: str, path: str) -> PageMeta:
     from markdown.extensions.toc import slugify
 
     values = {key: value for key, value in raw.items() if key in PageMeta.model_fields}
-    if isinstance(values.get("search"), dict):  # keep the search options we know, drop other tools' ones
-        values["search"] = {k: v for k, v in values["search"].items() if k in SearchOptions.model_fields}
+    if isinstance(values.get("search"), dict):  # keep the valid search options we know, drop the rest
+        values["search"] = {k: v for k, v in values["search"].items()
+                            if k in SearchOptions.model_fields and _valid_search_option(k, v)}
     if isinstance(values.get("tags"), list):
         values["tags"] = list(dict.fromkeys(t for t in (slugify(str(tag), "-") for tag in values["tags"]) if t))
     if not isinstance(values.get("title"), str) or not values.get("title", "").strip():
@@ -217,6 +218,14 @@ def _lenient_meta(raw: dict, body: str, path: str) -> PageMeta:
             for key in bad:
                 values.pop(key, None)
     return PageMeta(title=_title_from_body(body, path))
+
+
+def _valid_search_option(key: str, value) -> bool:
+    try:
+        SearchOptions.model_validate({key: value})
+    except ValidationError:
+        return False
+    return True
 
 
 def _title_from_body(body: str, path: str) -> str:

@@ -224,7 +224,8 @@ def choose_threshold(answerable: list[float], unanswerable: list[float], *, min_
     least ``min_answered`` of the answerable ones (ties: the one answering the most), placed midway
     between the two evidence values it separates."""
     values = sorted(set(answerable) | set(unanswerable))
-    cuts = [values[0] - 0.01] + [(a + b) / 2 for a, b in itertools.pairwise(values)]
+    # Rounded as printed for KB_ABSTAIN_THRESHOLD, so the rates reported are those of the printed value.
+    cuts = [round(values[0] - 0.01, 4)] + [round((a + b) / 2, 4) for a, b in itertools.pairwise(values)]
     best, best_key = cuts[0], (-1.0, -1.0)
     for cut in cuts:
         answered = sum(e >= cut for e in answerable) / (len(answerable) or 1)

@@ -140,6 +140,7 @@ def lint_content(root: Path, *, codeowners: Path, today: dt.date) -> LintResult:
     anchors: dict[str, set[str] | None] = dict.fromkeys(known)
     anchors.update({page.path: {h.anchor for h in iter_headings(page.body)} for page in pages})
     restricted = {page.path for page in pages if page.meta.restricted}
+    unsearchable = {page.path for page in pages if page.meta.search.exclude}
     owners = read_codeowners(codeowners)
     titles: dict[str, str] = {}
 
@@ -162,6 +163,10 @@ def lint_content(root: Path, *, codeowners: Path, today: dt.date) -> LintResult:
             for target in targets:
                 if target not in known:
                     errors.append(ContentError(page.path, key_line(header, field_name), f"{field_name}: no page at '{target}' (paths are relative to the content folder)"))
+        if meta.superseded_by in unsearchable:
+            errors.append(ContentError(page.path, key_line(header, "superseded_by"),
+                                       f"superseded_by: '{meta.superseded_by}' is excluded from search (search: exclude), "
+                                       "so search cannot send readers of this page to it"))
         errors.extend(_check_links(page, anchors, restricted))
     errors.sort(key=lambda e: (e.path, e.line, e.message))
     return LintResult(errors=errors, pages_checked=len(iter_markdown_files(root)))

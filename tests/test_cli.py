@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from click.testing import CliRunner
 
 from search_service.cli import main
@@ -49,6 +50,7 @@ def test_stale_lists_overdue_pages_with_owners(content_dir):
     assert "old.md" in text and "@ai-coe/strategy" in text and "days overdue" in text
 
 
+@pytest.mark.slow
 def test_index_summary_counts_pages_kept_out_of_search(content_dir, tmp_path, monkeypatch):
     from search_service.settings import get_settings
 

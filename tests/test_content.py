@@ -113,6 +113,10 @@ def test_foreign_mkdocs_front_matter_loads_leniently(content_dir):
     assert setup.status.value == "published" and setup.last_reviewed is None
     assert pages["guide/plain.md"].meta.title == "Plain"
     assert setup.search.boost == 2 and not setup.search.exclude  # Material's search keys are kept
+    # One invalid option (Material sets no limit on boost) does not cost the page its exclusion.
+    write_page(content_dir, "about/changelog.md", "---\nsearch:\n  exclude: true\n  boost: 20\n---\n# Changelog\n")
+    changelog = load_content(content_dir).by_path()["about/changelog.md"].meta.search
+    assert changelog.exclude and changelog.boost == 1.0
 
 
 def test_search_front_matter_is_validated_for_authored_pages():

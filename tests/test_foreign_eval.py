@@ -27,7 +27,8 @@ FLOORS = {
 
 @pytest.fixture(scope="module")
 def foreign_reports() -> dict[str, dict]:
-    env = {key: value for key, value in os.environ.items() if not key.startswith("KB_")}  # the defaults
+    # The defaults: no KB_ service settings, but keep where the corpora are cached.
+    env = {key: value for key, value in os.environ.items() if not key.startswith("KB_") or key == "KB_FOREIGN_DIR"}
     reports = {}
     for corpus in FLOORS:
         proc = subprocess.run([str(ROOT / "scripts" / "eval-foreign"), corpus, "--json"], cwd=ROOT, env=env,

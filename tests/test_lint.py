@@ -100,6 +100,13 @@ def test_duplicate_titles_and_missing_related(content_dir):
     assert any(e.startswith("b.md:8: related: no page at 'nowhere.md'") for e in errors)
 
 
+def test_successor_of_a_deprecated_page_must_be_searchable(content_dir):
+    write_page(content_dir, "new.md", page_text("New", extra="search:\n  exclude: true\n"))
+    write_page(content_dir, "old.md", page_text("Old", extra="status: deprecated\nsuperseded_by: new.md\n"))
+    errors = [str(e) for e in lint(content_dir)]
+    assert any(e.startswith("old.md:9: superseded_by: 'new.md' is excluded from search") for e in errors), errors
+
+
 def test_public_page_may_not_link_to_restricted_page(content_dir):
     write_page(content_dir, "secret.md", page_text("Secret", extra="access: [leads]\n"))
     write_page(content_dir, "public.md", page_text("Public", body="See [it](secret.md).\n"))
