@@ -314,9 +314,12 @@ def eval_command(questions_file: Path, content_dir: Path | None, index_dir: Path
 @_index_dir_option
 @click.option("--folds", default=5, show_default=True, type=click.IntRange(2, 20), help="Cross-validation folds.")
 @click.option("--quick", is_flag=True, help="Try 6 settings instead of 144.")
+@click.option("--save", is_flag=True, help=(
+    "Write the recommended weights to the content folder's .kb-tuning.json and re-index, so this corpus "
+    "uses them wherever it is indexed (KB_ variables that are set still win)."))
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 def tune_command(questions_file: Path, content_dir: Path | None, index_dir: Path | None, folds: int, quick: bool,
-                 as_json: bool) -> None:
+                 save: bool, as_json: bool) -> None:
     """Choose fusion weights and the abstention threshold for a corpus from its own labelled questions.
 
     Tries each setting of a grid of fusion and re-ranking weights, recommends the best by
@@ -327,24 +330,20 @@ def tune_command(questions_file: Path, content_dir: Path | None, index_dir: Path
     """
     from tqdm import tqdm
 
-    from .evaluation import (
-        QUICK_RERANK,
-        QUICK_WEIGHTS,
-        TUNE_RERANK,
-        TUNE_WEIGHTS,
-        tune_abstention,
-        tune_fusion,
-    )
+    from .evaluation import tune_abstention, tune_fusion, tune_grid
 
     settings = _settings()
+    content_dir, index_dir = _index_dir_for(settings, content_dir, index_dir)
     questions, retriever = _labelled_corpus(settings, questions_file, content_dir, index_dir, quiet=as_json)
-    total = len(QUICK_WEIGHTS) * len(QUICK_RERANK) if quick else len(TUNE_WEIGHTS) * len(TUNE_RERANK)
+    total = len(tune_grid(retriever.params, quick=quick))
     with tqdm(total=total, desc="settings", unit="setting", disable=as_json) as bar:
         try:
             report = tune_fusion(retriever, questions, folds=folds, quick=quick, progress=bar.update)
         except ValueError as exc:
             raise click.ClickException(str(exc)) from exc
     report["abstention"] = tune_abstention(retriever, questions, current=settings.abstain_threshold)
+    if save:
+        report["saved"] = str(_save_tuning(settings, report, questions_file, content_dir, index_dir, retriever.embedder))
     if as_json:
         click.echo(json.dumps(report, indent=2))
         return
@@ -370,6 +369,28 @@ def tune_command(questions_file: Path, content_dir: Path | None, index_dir: Path
                f"declined {abstention['abstain_rate']:.3f}")
     click.echo(f"{'leave-one-out':16}                  answered {loo['answered_rate']:.3f}  declined {loo['abstain_rate']:.3f}")
     click.echo(f"KB_ABSTAIN_THRESHOLD={abstention['threshold']}")
+
+
+def _save_tuning(settings, report: dict, questions_file: Path, content_dir: Path, index_dir: Path, embedder) -> Path:
+    """Write the recommended ranking weights next to the content and re-index so they apply."""
+    from .settings import TUNING_FILE, CorpusTuning
+
+    rec = report["recommended"]
+    tuning = CorpusTuning(fusion_weights=tuple(rec["fusion_weights"]), rerank_weight=rec["rerank_weight"],
+                          rerank_depth=rec["rerank_depth"])
+    record = {**tuning.model_dump(mode="json"), "chosen_by": "kb tune", "questions": questions_file.name,
+              "answerable_questions": report["questions"], "recommended_metrics": report["recommended_metrics"],
+              "cross_validated": report["cross_validated"], "saved_on": settings.current_date().isoformat()}
+    path = content_dir / TUNING_FILE
+    path.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+    run_index(settings, content_dir, index_dir, embedder, quiet=True)
+    overridden = sorted(set(CorpusTuning.model_fields) & settings.model_fields_set)
+    click.echo(f"saved {path}; the index at {index_dir} now ranks with these weights "
+               "(a running service: kill -HUP or POST /v1/admin/reload)", err=True)
+    if overridden:
+        click.echo(f"note: {', '.join('KB_' + name.upper() for name in overridden)} set in the environment "
+                   "still override the saved weights", err=True)
+    return path
 
 
 def build_site(config_file: Path = Path("mkdocs.yml"), *, strict: bool = True) -> None:

@@ -137,6 +137,15 @@ QUICK_WEIGHTS = [(0.4, 0.1, 0.1), (0.4, 0.3, 0.4), (0.8, 0.1, 0.2)]
 QUICK_RERANK = (0.0, 0.3)
 
 
+def tune_grid(params: RetrievalParams, *, quick: bool = False) -> list[tuple[tuple[float, float, float], float]]:
+    """The (fusion weights, re-rank weight) settings `kb tune` tries: its grid, plus the setting in
+    force when the grid lacks it (weights from a tuning file, say), so that one is always measured."""
+    grid = [(w, r) for w in (QUICK_WEIGHTS if quick else TUNE_WEIGHTS) for r in (QUICK_RERANK if quick else TUNE_RERANK)]
+    in_force = ((params.dense_weight, params.chunk_keyword_weight, params.page_keyword_weight),
+                params.rerank_weight if params.rerank_depth else 0.0)
+    return grid if in_force in grid else [*grid, in_force]
+
+
 def tune_fusion(retriever: HybridRetriever, questions: list[Question], *, folds: int = 5, quick: bool = False,
                 progress=None) -> dict:
     """Choose fusion weights for this corpus on its labelled questions, with an honest estimate.
@@ -165,7 +174,7 @@ def tune_fusion(retriever: HybridRetriever, questions: list[Question], *, folds:
             encodings[text] = original(text)
         return encodings[text]
 
-    grid = [(w, r) for w in (QUICK_WEIGHTS if quick else TUNE_WEIGHTS) for r in (QUICK_RERANK if quick else TUNE_RERANK)]
+    grid = tune_grid(base, quick=quick)
     ranks = np.full((len(grid), len(answerable)), np.inf)
     embedder.encode_query = cached  # type: ignore[method-assign]
     try:

@@ -35,6 +35,7 @@ from .content import ContentError, Page, PageMeta, excluded_from_search, load_co
 from .embedding import Embedder, EmbeddingCache
 from .keyword import KeywordIndex
 from .rerank import TOKENS_DIR, Segment, TokenStore, segment_key
+from .settings import load_tuning
 
 logger = logging.getLogger(__name__)
 
@@ -116,8 +117,10 @@ def page_document(page: Page) -> str:
     return f"{page.meta.title}\n{page.meta.summary}\n{page.body}"
 
 
-def content_hash(chunks: list[Chunk], pages: dict[str, PageMeta]) -> str:
+def content_hash(chunks: list[Chunk], pages: dict[str, PageMeta], tuning: dict | None = None) -> str:
     digest = hashlib.sha256()
+    if tuning is not None:  # the corpus's ranking weights travel with its index
+        digest.update(json.dumps(tuning, sort_keys=True).encode())
     for path in sorted(pages):
         digest.update(path.encode())
         digest.update(pages[path].model_dump_json().encode())
@@ -205,6 +208,11 @@ def build_index(
         for leftover in builds.glob(".tmp-*"):  # from a build that was killed
             shutil.rmtree(leftover, ignore_errors=True)
         content = load_content(content_dir)
+        try:
+            tuning = load_tuning(content_dir)
+        except ValueError as exc:
+            raise IndexBuildError(str(exc)) from exc
+        tuning_json = tuning.model_dump(mode="json") if tuning is not None else None
         searchable = [page for page in content.pages if not excluded_from_search(page, exclude)]
         excluded = len(content.pages) - len(searchable)
         content.pages = searchable
@@ -223,7 +231,7 @@ def build_index(
                 page_chunks = [page_profile(page, body_chunks), *body_chunks]
             chunks.extend(page_chunks)
             page_chunk_lists.append(page_chunks)
-        digest = content_hash(chunks, pages)
+        digest = content_hash(chunks, pages, tuning_json)
 
         if previous is not None:
             try:
@@ -300,6 +308,7 @@ def build_index(
             "content_hash": digest,
             "pages": len(pages),
             "excluded_pages": excluded,
+            "tuning": tuning_json,
             "chunks": len(chunks),
             "embedded": len(missing),
             "cached": len(chunks) - len(missing),

@@ -131,14 +131,16 @@ class HybridRetriever:
 
     @classmethod
     def from_settings(cls, index: SearchIndex, embedder: Embedder, settings) -> HybridRetriever:
-        """A retriever with the tunable parts taken from the settings (``KB_FUSION_WEIGHTS``,
-        ``KB_RERANK_DEPTH``, ``KB_RERANK_WEIGHT``)."""
+        """A retriever with the tunable parts (fusion weights, re-ranking weight and depth) taken
+        from ``KB_`` variables that are set, else from the corpus's tuning file stored in the
+        index (`kb tune --save`), else from the defaults."""
         import dataclasses
 
-        dense, section_keywords, page_keywords = settings.fusion_weights
+        ranking = settings.ranking(index.manifest.get("tuning"))
+        dense, section_keywords, page_keywords = ranking.fusion_weights
         return cls(index, embedder, dataclasses.replace(
             RetrievalParams(), dense_weight=dense, chunk_keyword_weight=section_keywords,
-            page_keyword_weight=page_keywords, rerank_depth=settings.rerank_depth, rerank_weight=settings.rerank_weight))
+            page_keyword_weight=page_keywords, rerank_depth=ranking.rerank_depth, rerank_weight=ranking.rerank_weight))
 
     def __init__(self, index: SearchIndex, embedder: Embedder, params: RetrievalParams | None = None) -> None:
         self.index = index

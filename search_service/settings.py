@@ -7,8 +7,46 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+TUNING_FILE = ".kb-tuning.json"  # in the content folder: ranking weights `kb tune --save` chose for it
+
+
+def _usable_weights(value: tuple[float, float, float]) -> tuple[float, float, float]:
+    if any(w < 0 for w in value) or not any(value):
+        raise ValueError("fusion weights must be non-negative and not all zero")
+    return value
+
+
+class CorpusTuning(BaseModel):
+    """Ranking weights chosen for one corpus by `kb tune --save`, kept in its content folder.
+
+    They apply to that corpus's index unless the environment sets the same ``KB_`` variables.
+    """
+
+    model_config = ConfigDict(extra="ignore")
+
+    fusion_weights: tuple[float, float, float]
+    rerank_weight: float = Field(ge=0, le=10)
+    rerank_depth: int = Field(ge=0, le=200)
+
+    @field_validator("fusion_weights")
+    @classmethod
+    def _weights_are_usable(cls, value: tuple[float, float, float]) -> tuple[float, float, float]:
+        return _usable_weights(value)
+
+
+def load_tuning(content_dir: Path) -> CorpusTuning | None:
+    """The content folder's tuning file, or None. Raises ValueError naming the file when it is unusable."""
+    path = Path(content_dir) / TUNING_FILE
+    if not path.is_file():
+        return None
+    try:
+        return CorpusTuning.model_validate_json(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError, ValidationError) as exc:
+        raise ValueError(f"{path}: not a usable tuning file ({exc}); fix it, re-create it with "
+                         "`kb tune --save`, or delete it to use the defaults") from exc
 
 
 class Settings(BaseSettings):
@@ -37,9 +75,18 @@ class Settings(BaseSettings):
     @field_validator("fusion_weights")
     @classmethod
     def _weights_are_usable(cls, value: tuple[float, float, float]) -> tuple[float, float, float]:
-        if any(w < 0 for w in value) or not any(value):
-            raise ValueError("fusion weights must be non-negative and not all zero")
-        return value
+        return _usable_weights(value)
+
+    def ranking(self, tuning: CorpusTuning | dict | None = None) -> CorpusTuning:
+        """The ranking weights in force: a ``KB_`` variable that is set wins, then the corpus's
+        tuning file (stored in its index), then the defaults."""
+        values = {name: getattr(self, name) for name in CorpusTuning.model_fields}
+        if tuning is not None:
+            tuned = CorpusTuning.model_validate(tuning)
+            for name in CorpusTuning.model_fields:
+                if name not in self.model_fields_set:
+                    values[name] = getattr(tuned, name)
+        return CorpusTuning(**values)
 
     search_exclude: str = Field("", description=(
         "Comma-separated glob patterns of pages kept out of search and answers, relative to the content "

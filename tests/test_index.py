@@ -170,3 +170,46 @@ def test_incremental_build_equals_a_build_from_scratch(tmp_path, copy_of_playboo
     assert [(c.id, c.text) for c in a.chunks] == [(c.id, c.text) for c in b.chunks]
     assert a.manifest["content_hash"] == b.manifest["content_hash"]
     assert np.allclose(a.vectors, b.vectors, atol=1e-5)
+
+
+def test_corpus_tuning_file_travels_with_the_index(content_dir, tmp_path, embedder, monkeypatch):
+    """`kb tune --save` writes .kb-tuning.json; the index carries it; KB_ variables still win."""
+    from search_service.retrieval import HybridRetriever
+    from search_service.settings import TUNING_FILE, Settings
+
+    _pages(content_dir)
+    index_dir = tmp_path / "index"
+    build_index(content_dir, index_dir, embedder)
+    untuned = load_index(index_dir)
+    assert untuned.manifest["tuning"] is None
+    defaults = HybridRetriever.from_settings(untuned, embedder, Settings()).params
+    assert (defaults.dense_weight, defaults.chunk_keyword_weight, defaults.page_keyword_weight) == Settings().fusion_weights
+
+    (content_dir / TUNING_FILE).write_text(json.dumps(
+        {"fusion_weights": [0.2, 0.1, 0.4], "rerank_weight": 0.6, "rerank_depth": 20, "chosen_by": "kb tune"}))
+    report = build_index(content_dir, index_dir, embedder)
+    assert not report.unchanged and report.embedded == 0  # a new build, every vector reused
+    tuned = load_index(index_dir)
+    params = HybridRetriever.from_settings(tuned, embedder, Settings()).params
+    assert (params.dense_weight, params.chunk_keyword_weight, params.page_keyword_weight) == (0.2, 0.1, 0.4)
+    assert (params.rerank_weight, params.rerank_depth) == (0.6, 20)
+
+    monkeypatch.setenv("KB_FUSION_WEIGHTS", "[0.8, 0.1, 0.1]")
+    params = HybridRetriever.from_settings(tuned, embedder, Settings()).params
+    assert (params.dense_weight, params.chunk_keyword_weight, params.page_keyword_weight) == (0.8, 0.1, 0.1)
+    assert params.rerank_weight == 0.6  # not set in the environment: still the corpus's
+
+
+def test_unusable_tuning_file_is_refused_and_the_index_kept(content_dir, tmp_path, embedder):
+    from search_service.index import IndexBuildError
+    from search_service.settings import TUNING_FILE
+
+    _pages(content_dir)
+    index_dir = tmp_path / "index"
+    build_index(content_dir, index_dir, embedder)
+    before = load_index(index_dir).manifest["content_hash"]
+    for bad in ('{"fusion_weights": [0, 0, 0], "rerank_weight": 0.3, "rerank_depth": 30}', "{not json"):
+        (content_dir / TUNING_FILE).write_text(bad)
+        with pytest.raises(IndexBuildError, match=r"\.kb-tuning\.json: not a usable tuning file"):
+            build_index(content_dir, index_dir, embedder)
+        assert load_index(index_dir).manifest["content_hash"] == before

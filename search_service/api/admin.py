@@ -20,7 +20,7 @@ def reload_index(app) -> dict:
 
     old = app.state.retriever
     index = load_index(app.state.settings.index_dir, model=old.embedder.name, dimension=old.embedder.dimension)
-    app.state.retriever = HybridRetriever(index, old.embedder, old.params)
+    app.state.retriever = HybridRetriever.from_settings(index, old.embedder, app.state.settings)  # new tuning too
     manifest = index.manifest
     return {"status": "reloaded", "pages": manifest.get("pages"), "chunks": manifest.get("chunks"),
             "built_at": manifest.get("built_at"), "content_hash": manifest.get("content_hash")}
