@@ -167,7 +167,10 @@ def test_rerank_depth_setting_turns_the_stage_off(retriever, embedder, monkeypat
     assert off.params.rerank_depth == 0
     query = QUERIES[0]
     assert [h.page_path for h in off.search(query, k=10, viewer=EVAL_VIEWER).hits] == \
-        [h.page_path for h in retriever.search(query, k=10, mode="fusion", viewer=EVAL_VIEWER).hits]
+        [h.page_path for h in off.search(query, k=10, mode="fusion", viewer=EVAL_VIEWER).hits]
+    on = HybridRetriever.from_settings(retriever.index, embedder, Settings(rerank_depth=30))
+    assert [h.page_path for h in on.search(query, k=10, viewer=EVAL_VIEWER).hits] != \
+        [h.page_path for h in on.search(query, k=10, mode="fusion", viewer=EVAL_VIEWER).hits]
     monkeypatch.setenv("KB_RERANK_DEPTH", "-1")
     with pytest.raises(ValueError):
         Settings()
@@ -176,8 +179,21 @@ def test_rerank_depth_setting_turns_the_stage_off(retriever, embedder, monkeypat
 def test_fusion_and_rerank_weights_come_from_the_settings(retriever, embedder, monkeypatch):
     from search_service.settings import Settings
 
-    defaults = HybridRetriever.from_settings(retriever.index, embedder, Settings()).params
-    assert defaults == retriever.params  # the settings' defaults are the tuned parameters
+    import dataclasses
+    import json
+
+    from search_service.retrieval import RetrievalParams
+    from search_service.settings import TUNING_FILE
+
+    from .conftest import PLAYBOOKS
+
+    untuned = dataclasses.replace(retriever.index, manifest={**retriever.index.manifest, "tuning": None})
+    assert HybridRetriever.from_settings(untuned, embedder, Settings()).params == RetrievalParams()
+    # Our playbooks carry the weights `kb tune --save` chose for them; their index applies them.
+    saved = json.loads((PLAYBOOKS / TUNING_FILE).read_text())
+    tuned = HybridRetriever.from_settings(retriever.index, embedder, Settings()).params
+    assert [tuned.dense_weight, tuned.chunk_keyword_weight, tuned.page_keyword_weight] == saved["fusion_weights"]
+    assert (tuned.rerank_weight, tuned.rerank_depth) == (saved["rerank_weight"], saved["rerank_depth"])
     monkeypatch.setenv("KB_FUSION_WEIGHTS", "[1, 0, 0]")
     monkeypatch.setenv("KB_RERANK_DEPTH", "0")
     dense_only = HybridRetriever.from_settings(retriever.index, embedder, Settings())
