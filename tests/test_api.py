@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
+
+from .conftest import PLAYBOOKS
 
 pytestmark = pytest.mark.slow
 
@@ -69,6 +73,9 @@ def test_health_readiness_and_openapi(client):
     assert client.get("/healthz").json() == {"status": "ok"}
     ready = client.get("/readyz").json()
     assert ready["status"] == "ready" and ready["index"]["chunks"] > 0 and ready["index"]["model"]
+    ranking = ready["ranking"]
+    assert len(ranking["fusion_weights"]) == 3 and ranking["rerank_depth"] >= 0
+    assert ranking["content_tuning"]["fusion_weights"] == json.loads((PLAYBOOKS / ".kb-tuning.json").read_text())["fusion_weights"]
     schema = client.get("/openapi.json").json()
     assert "/v1/search" in schema["paths"]
 
