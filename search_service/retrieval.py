@@ -151,6 +151,7 @@ class HybridRetriever:
         self._by_page: dict[str, list[int]] = defaultdict(list)
         for i, path in enumerate(self.chunk_pages):
             self._by_page[path].append(i)
+        self._page_boosts = {path: meta.search.boost for path, meta in index.pages.items() if meta.search.boost != 1.0}
 
     def allowed(self, filters: Filters, viewer: Viewer) -> np.ndarray:
         """Indices of the chunks this viewer may see and the filters allow (cached per combination)."""
@@ -258,9 +259,8 @@ class HybridRetriever:
             self._rerank(encoded, page_scores, per_page_ids)
         # Authors' front matter `search: {boost: N}` multiplies the fused score. Min-max normalisation
         # gives the weakest candidate 0, which no boost lifts; every other page moves.
-        for path in page_scores:
-            boost = self.index.pages[path].search.boost
-            if boost != 1.0:
+        for path, boost in self._page_boosts.items():
+            if path in page_scores:
                 page_scores[path] *= boost
         if boost_pages:
             for path, factor in boost_pages.items():
