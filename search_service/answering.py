@@ -70,6 +70,11 @@ class AnswerResult:
     sources: list[Chunk] = field(default_factory=list)  # the sections given as evidence, numbered from 1
 
 
+def abstain_threshold(settings, retriever: HybridRetriever) -> float:
+    """``KB_ABSTAIN_THRESHOLD`` when set, else the corpus's calibrated one (`kb tune --save`), else the default."""
+    return settings.for_corpus(retriever.index.manifest.get("tuning")).abstain_threshold
+
+
 def evidence_score(result: SearchResult) -> float:
     """Raw evidence that the content answers the query: best dense similarity, minus unknown words."""
     return result.dense_max - COVERAGE_WEIGHT * (1.0 - result.coverage)
@@ -333,7 +338,7 @@ def ask_events(
     from .llm import LLMError, build_messages, complete, finish_generated, stream_completion
 
     result = retriever.search(question, k=5, filters=filters, viewer=viewer or Viewer(), boost_pages=boost_pages)
-    threshold, site_url = settings.abstain_threshold, settings.site_url
+    threshold, site_url = abstain_threshold(settings, retriever), settings.site_url
 
     def extractive(fallback: str | None = None) -> AnswerResult:
         return extractive_answer(retriever, question, result, threshold=threshold, site_url=site_url, fallback=fallback)

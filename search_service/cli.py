@@ -315,8 +315,9 @@ def eval_command(questions_file: Path, content_dir: Path | None, index_dir: Path
 @click.option("--folds", default=5, show_default=True, type=click.IntRange(2, 20), help="Cross-validation folds.")
 @click.option("--quick", is_flag=True, help="Try 6 settings instead of 144.")
 @click.option("--save", is_flag=True, help=(
-    "Write the recommended weights to the content folder's .kb-tuning.json and re-index, so this corpus "
-    "uses them wherever it is indexed (KB_ variables that are set still win)."))
+    "Write the recommended weights (and the abstention threshold, when 15 or more unanswerable questions "
+    "calibrated it) to the content folder's .kb-tuning.json and re-index, so this corpus uses them "
+    "wherever it is indexed (KB_ variables that are set still win)."))
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 def tune_command(questions_file: Path, content_dir: Path | None, index_dir: Path | None, folds: int, quick: bool,
                  save: bool, as_json: bool) -> None:
@@ -341,7 +342,9 @@ def tune_command(questions_file: Path, content_dir: Path | None, index_dir: Path
             report = tune_fusion(retriever, questions, folds=folds, quick=quick, progress=bar.update)
         except ValueError as exc:
             raise click.ClickException(str(exc)) from exc
-    report["abstention"] = tune_abstention(retriever, questions, current=settings.abstain_threshold)
+    from .answering import abstain_threshold
+
+    report["abstention"] = tune_abstention(retriever, questions, current=abstain_threshold(settings, retriever))
     if save:
         report["saved"] = str(_save_tuning(settings, report, questions_file, content_dir, index_dir, retriever.embedder))
     if as_json:
@@ -372,20 +375,30 @@ def tune_command(questions_file: Path, content_dir: Path | None, index_dir: Path
 
 
 def _save_tuning(settings, report: dict, questions_file: Path, content_dir: Path, index_dir: Path, embedder) -> Path:
-    """Write the recommended ranking weights next to the content and re-index so they apply."""
+    """Write the recommended ranking weights (and the abstention threshold, when enough unanswerable
+    questions calibrated it) next to the content, and re-index so they apply."""
+    from .evaluation import MIN_UNANSWERABLE_TO_SAVE
     from .settings import TUNING_FILE, CorpusTuning
 
-    rec = report["recommended"]
+    rec, abstention = report["recommended"], report["abstention"]
+    calibrated = abstention is not None and abstention["unanswerable_questions"] >= MIN_UNANSWERABLE_TO_SAVE
+    if not calibrated:
+        found = abstention["unanswerable_questions"] if abstention else 0
+        click.echo(f"abstention threshold not saved: {found} unanswerable questions, "
+                   f"at least {MIN_UNANSWERABLE_TO_SAVE} are needed to calibrate it", err=True)
     tuning = CorpusTuning(fusion_weights=tuple(rec["fusion_weights"]), rerank_weight=rec["rerank_weight"],
-                          rerank_depth=rec["rerank_depth"])
+                          rerank_depth=rec["rerank_depth"],
+                          abstain_threshold=abstention["threshold"] if calibrated else None)
     record = {**tuning.model_dump(mode="json"), "chosen_by": "kb tune", "questions": questions_file.name,
               "answerable_questions": report["questions"], "recommended_metrics": report["recommended_metrics"],
-              "cross_validated": report["cross_validated"], "saved_on": settings.current_date().isoformat()}
+              "cross_validated": report["cross_validated"],
+              "abstention_leave_one_out": abstention["leave_one_out"] if calibrated else None,
+              "saved_on": settings.current_date().isoformat()}
     path = content_dir / TUNING_FILE
     path.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
     run_index(settings, content_dir, index_dir, embedder, quiet=True)
     overridden = sorted(set(CorpusTuning.model_fields) & settings.model_fields_set)
-    click.echo(f"saved {path}; the index at {index_dir} now ranks with these weights "
+    click.echo(f"saved {path}; the index at {index_dir} now uses these settings "
                "(a running service: kill -HUP or POST /v1/admin/reload)", err=True)
     if overridden:
         click.echo(f"note: {', '.join('KB_' + name.upper() for name in overridden)} set in the environment "

@@ -105,7 +105,7 @@ def evaluate_answers(retriever: HybridRetriever, questions: list[Question], *, s
     answerable questions whose first or second citation is a gold page; ``abstain_rate``:
     unanswerable questions that were declined.
     """
-    from .answering import ask
+    from .answering import abstain_threshold, ask
 
     answered = hits = declined = 0
     answerable = [q for q in questions if q.answerable]
@@ -125,7 +125,7 @@ def evaluate_answers(retriever: HybridRetriever, questions: list[Question], *, s
         "answered_rate": round(answered / (len(answerable) or 1), 4),
         "citation_hit_rate": round(hits / (answered or 1), 4),
         "abstain_rate": round(declined / (len(unanswerable) or 1), 4),
-        "threshold": settings.abstain_threshold,
+        "threshold": abstain_threshold(settings, retriever),
         "details": details,
     }
 
@@ -226,6 +226,7 @@ def tune_fusion(retriever: HybridRetriever, questions: list[Question], *, folds:
 
 
 MIN_ANSWERED = 0.92  # the abstention rule's floor: at least this share of answerable questions answered
+MIN_UNANSWERABLE_TO_SAVE = 15  # `kb tune --save` keeps a threshold calibrated on at least this many
 
 
 def choose_threshold(answerable: list[float], unanswerable: list[float], *, min_answered: float = MIN_ANSWERED) -> float:

@@ -136,7 +136,7 @@ class HybridRetriever:
         index (`kb tune --save`), else from the defaults."""
         import dataclasses
 
-        ranking = settings.ranking(index.manifest.get("tuning"))
+        ranking = settings.for_corpus(index.manifest.get("tuning"))
         dense, section_keywords, page_keywords = ranking.fusion_weights
         return cls(index, embedder, dataclasses.replace(
             RetrievalParams(), dense_weight=dense, chunk_keyword_weight=section_keywords,

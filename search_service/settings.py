@@ -20,7 +20,8 @@ def _usable_weights(value: tuple[float, float, float]) -> tuple[float, float, fl
 
 
 class CorpusTuning(BaseModel):
-    """Ranking weights chosen for one corpus by `kb tune --save`, kept in its content folder.
+    """Ranking weights (and, when calibrated, the abstention threshold) chosen for one corpus by
+    `kb tune --save`, kept in its content folder.
 
     They apply to that corpus's index unless the environment sets the same ``KB_`` variables.
     """
@@ -30,6 +31,7 @@ class CorpusTuning(BaseModel):
     fusion_weights: tuple[float, float, float]
     rerank_weight: float = Field(ge=0, le=10)
     rerank_depth: int = Field(ge=0, le=200)
+    abstain_threshold: float | None = Field(None, ge=-1, le=1, description="None: the setting's value.")
 
     @field_validator("fusion_weights")
     @classmethod
@@ -77,14 +79,14 @@ class Settings(BaseSettings):
     def _weights_are_usable(cls, value: tuple[float, float, float]) -> tuple[float, float, float]:
         return _usable_weights(value)
 
-    def ranking(self, tuning: CorpusTuning | dict | None = None) -> CorpusTuning:
-        """The ranking weights in force: a ``KB_`` variable that is set wins, then the corpus's
+    def for_corpus(self, tuning: CorpusTuning | dict | None = None) -> CorpusTuning:
+        """The tuning in force for a corpus: a ``KB_`` variable that is set wins, then the corpus's
         tuning file (stored in its index), then the defaults."""
         values = {name: getattr(self, name) for name in CorpusTuning.model_fields}
         if tuning is not None:
             tuned = CorpusTuning.model_validate(tuning)
             for name in CorpusTuning.model_fields:
-                if name not in self.model_fields_set:
+                if name not in self.model_fields_set and getattr(tuned, name) is not None:
                     values[name] = getattr(tuned, name)
         return CorpusTuning(**values)
 

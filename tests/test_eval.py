@@ -159,6 +159,7 @@ def test_tune_save_writes_weights_the_next_search_uses(tmp_path):
     saved = json.loads((content / TUNING_FILE).read_text())
     assert saved["fusion_weights"] == tuned["recommended"]["fusion_weights"]
     assert saved["cross_validated"] == tuned["cross_validated"]
+    assert saved["abstain_threshold"] == tuned["abstention"]["threshold"]  # 20 unanswerable questions: enough
     # Tuning again now starts from the saved weights: they are "current", and measure the same.
     again = json.loads(CliRunner().invoke(main, args).stdout)
     assert again["current_metrics"] == tuned["recommended_metrics"]

@@ -174,6 +174,7 @@ def test_incremental_build_equals_a_build_from_scratch(tmp_path, copy_of_playboo
 
 def test_corpus_tuning_file_travels_with_the_index(content_dir, tmp_path, embedder, monkeypatch):
     """`kb tune --save` writes .kb-tuning.json; the index carries it; KB_ variables still win."""
+    from search_service.answering import abstain_threshold
     from search_service.retrieval import HybridRetriever
     from search_service.settings import TUNING_FILE, Settings
 
@@ -194,10 +195,20 @@ def test_corpus_tuning_file_travels_with_the_index(content_dir, tmp_path, embedd
     assert (params.dense_weight, params.chunk_keyword_weight, params.page_keyword_weight) == (0.2, 0.1, 0.4)
     assert (params.rerank_weight, params.rerank_depth) == (0.6, 20)
 
+    assert abstain_threshold(Settings(), HybridRetriever(tuned, embedder)) == Settings().abstain_threshold  # not in the file
+
     monkeypatch.setenv("KB_FUSION_WEIGHTS", "[0.8, 0.1, 0.1]")
     params = HybridRetriever.from_settings(tuned, embedder, Settings()).params
     assert (params.dense_weight, params.chunk_keyword_weight, params.page_keyword_weight) == (0.8, 0.1, 0.1)
     assert params.rerank_weight == 0.6  # not set in the environment: still the corpus's
+
+    (content_dir / TUNING_FILE).write_text(json.dumps(
+        {"fusion_weights": [0.2, 0.1, 0.4], "rerank_weight": 0.6, "rerank_depth": 20, "abstain_threshold": 0.25}))
+    build_index(content_dir, index_dir, embedder)
+    calibrated = HybridRetriever(load_index(index_dir), embedder)
+    assert abstain_threshold(Settings(), calibrated) == 0.25
+    monkeypatch.setenv("KB_ABSTAIN_THRESHOLD", "0.4")
+    assert abstain_threshold(Settings(), calibrated) == 0.4
 
 
 def test_unusable_tuning_file_is_refused_and_the_index_kept(content_dir, tmp_path, embedder):
@@ -213,3 +224,4 @@ def test_unusable_tuning_file_is_refused_and_the_index_kept(content_dir, tmp_pat
         with pytest.raises(IndexBuildError, match=r"\.kb-tuning\.json: not a usable tuning file"):
             build_index(content_dir, index_dir, embedder)
         assert load_index(index_dir).manifest["content_hash"] == before
+
