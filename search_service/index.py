@@ -40,7 +40,6 @@ from .settings import load_tuning
 logger = logging.getLogger(__name__)
 
 FORMAT_VERSION = 3  # 3: word-piece vectors for late interaction
-KEEP_BUILDS = 2
 
 
 class IndexLoadError(RuntimeError):
@@ -275,7 +274,7 @@ def build_index(
             cache.close()
         matrix = np.vstack([known[h] for h in hashes]).astype(np.float32) if chunks else np.zeros((0, embedder.dimension), np.float32)
 
-        build_id = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:6]
+        build_id = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S%f") + "-" + uuid.uuid4().hex[:6]
         tmp = builds / f".tmp-{build_id}"
         tmp.mkdir()
         faiss.write_index(_make_faiss(matrix, index_type), str(tmp / "dense.faiss"))
@@ -324,8 +323,12 @@ def build_index(
         os.symlink(Path("builds") / build_id, link_tmp)
         os.replace(link_tmp, index_dir / "current")  # the atomic swap
         _fsync_dir(index_dir)
-        for old in sorted(p for p in builds.iterdir() if not p.name.startswith("."))[:-KEEP_BUILDS]:
-            shutil.rmtree(old, ignore_errors=True)
+        # Keep the new build and the one it replaced (a service may still be reading it). By name,
+        # not by sort order: builds finished within the same second used to sort at random.
+        keep = {final.name} | ({previous.name} if previous is not None else set())
+        for old in builds.iterdir():
+            if not old.name.startswith(".") and old.name not in keep:
+                shutil.rmtree(old, ignore_errors=True)
         return BuildReport(len(pages), len(chunks), len(missing), len(chunks) - len(missing), removed,
                            time.perf_counter() - started, str(final), content.errors, excluded=excluded)
 

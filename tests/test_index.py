@@ -225,3 +225,14 @@ def test_unusable_tuning_file_is_refused_and_the_index_kept(content_dir, tmp_pat
             build_index(content_dir, index_dir, embedder)
         assert load_index(index_dir).manifest["content_hash"] == before
 
+
+def test_quick_successive_builds_keep_the_current_and_previous_build(content_dir, tmp_path, embedder):
+    """Builds finished within one second used to be pruned by a random name order, which could
+    delete the build just swapped in."""
+    _pages(content_dir, 1)
+    index_dir = tmp_path / "index"
+    for n in range(6):  # all vectors cached after the first: each build takes a few milliseconds
+        write_page(content_dir, "area/extra.md", page_text("Extra", body=f"## Note\n\nRevision {n}.\n"))
+        build_index(content_dir, index_dir, embedder)
+        assert load_index(index_dir).manifest["pages"] == 2
+        assert len([p for p in (index_dir / "builds").iterdir() if not p.name.startswith(".")]) == min(n + 1, 2)
