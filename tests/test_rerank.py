@@ -177,13 +177,11 @@ def test_rerank_depth_setting_turns_the_stage_off(retriever, embedder, monkeypat
 
 
 def test_fusion_and_rerank_weights_come_from_the_settings(retriever, embedder, monkeypatch):
-    from search_service.settings import Settings
-
     import dataclasses
     import json
 
     from search_service.retrieval import RetrievalParams
-    from search_service.settings import TUNING_FILE
+    from search_service.settings import TUNING_FILE, Settings
 
     from .conftest import PLAYBOOKS
 
