@@ -123,9 +123,9 @@ def p(values: list[float], q: float) -> float:
 
 
 def bench_indexing(embedder, work: Path) -> dict:
-    from search_service.chunking import chunk_page, page_profile
     from search_service.content import load_content
-    from search_service.index import build_index
+    from search_service.indexing.build import build_index
+    from search_service.indexing.chunking import chunk_page, page_profile
 
     say("1/7 index build vs raw model forward on the same chunks")
     content = work / "playbooks"
@@ -241,10 +241,10 @@ def bench_scale(work: Path, quick: bool) -> list[dict]:
 
 
 def bench_onnx(embedder, work: Path) -> dict:
-    from search_service.embedding import OnnxInt8Embedder
     from search_service.evaluation import evaluate_retrieval, load_questions
-    from search_service.index import build_index, load_index
-    from search_service.retrieval import HybridRetriever
+    from search_service.indexing.build import build_index, load_index
+    from search_service.indexing.embedding import OnnxInt8Embedder
+    from search_service.ranking.retriever import HybridRetriever
 
     say("7/7 ONNX Runtime int8 backend vs torch fp32")
     onnx = OnnxInt8Embedder("", batch_size=embedder.batch_size, cache_dir=work / "onnx")
@@ -410,7 +410,7 @@ def main() -> None:
         write_report(results)
         write_plots(results)
         return
-    from search_service.embedding import Embedder
+    from search_service.indexing.embedding import Embedder
 
     embedder = Embedder("")
     with tempfile.TemporaryDirectory(prefix="kb-bench-") as tmp:

@@ -16,15 +16,12 @@ from pathlib import Path
 import faiss
 import numpy as np
 
-from search_service.chunking import CHUNKER_VERSION
-from search_service.embedding import PACKAGED_MODEL_ID
-from search_service.index import FORMAT_VERSION, _make_faiss
-from search_service.keyword import KeywordIndex
+from search_service.indexing.build import FORMAT_VERSION, _make_faiss
+from search_service.indexing.chunking import CHUNKER_VERSION
+from search_service.indexing.embedding import PACKAGED_MODEL_ID
+from search_service.indexing.keyword import KeywordIndex
 
-WORDS = ("pilot production model data governance risk review budget funding platform api adoption training "
-         "monitoring drift incident registry deployment pipeline template business case owner sponsor vendor "
-         "contract metric kpi scale roadmap hub spoke champion change process document extraction review "
-         "checklist security compliance privacy retention cost value department team portfolio intake").split()
+WORDS = ["pilot", "production", "model", "data", "governance", "risk", "review", "budget", "funding", "platform", "api", "adoption", "training", "monitoring", "drift", "incident", "registry", "deployment", "pipeline", "template", "business", "case", "owner", "sponsor", "vendor", "contract", "metric", "kpi", "scale", "roadmap", "hub", "spoke", "champion", "change", "process", "document", "extraction", "review", "checklist", "security", "compliance", "privacy", "retention", "cost", "value", "department", "team", "portfolio", "intake"]
 
 
 def write_synthetic_index(directory: Path, n_chunks: int, *, index_type: str = "flat", dimension: int = 384,

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import select
 
-from .store import ApiToken, Store, utcnow
+from search_service.store import ApiToken, Store, utcnow
 
 TOKEN_PREFIX = "kb_"
 

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import click
 
-from . import __version__
-from .content import PageType, due_for_review, load_content
-from .settings import get_settings
+from search_service import __version__
+from search_service.content import PageType, due_for_review, load_content
+from search_service.settings import get_settings
 
 logger = logging.getLogger(__name__)
 
@@ -55,8 +55,8 @@ def new_command(page_type: str, title: str, area: str | None, owner: str | None,
     Example:
       kb new lesson "Chatbot pilot that nobody used" --owner "@ai-coe/enablement"
     """
-    from .lint import codeowner_for
-    from .scaffold import new_page_path, scaffold_page
+    from search_service.content.lint import codeowner_for
+    from search_service.content.scaffold import new_page_path, scaffold_page
 
     settings = _settings()
     content_dir = content_dir or settings.content_dir
@@ -83,7 +83,7 @@ def lint_command(content_dir: Path | None, codeowners: Path | None) -> None:
 
     Prints one `path:line: message` per problem and exits 1 if there is any.
     """
-    from .lint import lint_content
+    from search_service.content.lint import lint_content
 
     settings = _settings()
     content_dir = content_dir or settings.content_dir
@@ -130,7 +130,7 @@ def _progress_hooks(label: str, quiet: bool):
     """tqdm progress bar on stderr for embedding work."""
     from tqdm import tqdm
 
-    from .index import ProgressHooks
+    from search_service.indexing.build import ProgressHooks
 
     state: dict = {}
 
@@ -146,7 +146,7 @@ def _progress_hooks(label: str, quiet: bool):
 
 
 def _embedder(settings):
-    from .embedding import ModelLoadError, make_embedder
+    from search_service.indexing.embedding import ModelLoadError, make_embedder
 
     try:
         return make_embedder(settings)
@@ -156,7 +156,7 @@ def _embedder(settings):
 
 def run_index(settings, content_dir: Path, index_dir: Path, embedder=None, *, quiet: bool = False):
     """Build the index with a progress bar; shared by `kb index`, `kb eval` and `kb serve`."""
-    from .index import IndexBuildError, build_index
+    from search_service.indexing.build import IndexBuildError, build_index
 
     if not content_dir.is_dir():
         raise click.ClickException(f"content folder {content_dir} does not exist")
@@ -215,8 +215,8 @@ def index_command(content_dir: Path | None, index_dir: Path | None, quiet: bool)
 
 def load_retriever(settings, index_dir: Path, embedder=None):
     """Embedder + loaded index + retriever, with clear errors."""
-    from .index import IndexLoadError, load_index
-    from .retrieval import HybridRetriever
+    from search_service.indexing.build import IndexLoadError, load_index
+    from search_service.ranking.retriever import HybridRetriever
 
     embedder = embedder or _embedder(settings)
     try:
@@ -241,8 +241,8 @@ def search_command(query: str, k: int, types, tags, audiences, as_json: bool, in
     Example:
       kb search "our pilot works but never reaches production" --k 3
     """
-    from .results import search_response
-    from .retrieval import Filters
+    from search_service.ranking.retriever import Filters
+    from search_service.results import search_response
 
     settings = _settings()
     retriever = load_retriever(settings, index_dir or settings.index_dir)
@@ -261,7 +261,7 @@ def search_command(query: str, k: int, types, tags, audiences, as_json: bool, in
 
 def _labelled_corpus(settings, questions_file: Path, content_dir: Path | None, index_dir: Path | None, *, quiet: bool):
     """Questions of a JSONL file and a retriever over the (freshly indexed) content they are about."""
-    from .evaluation import load_questions
+    from search_service.evaluation import load_questions
 
     try:
         questions = load_questions(questions_file)
@@ -285,7 +285,7 @@ def eval_command(questions_file: Path, content_dir: Path | None, index_dir: Path
     without re-ranking, BM25 alone, dense alone, and a naive baseline (reciprocal rank fusion of
     BM25 and dense sections). Indexes --content first if needed (incrementally).
     """
-    from .evaluation import MODES, evaluate_answers, evaluate_retrieval
+    from search_service.evaluation import MODES, evaluate_answers, evaluate_retrieval
 
     settings = _settings()
     questions, retriever = _labelled_corpus(settings, questions_file, content_dir, index_dir, quiet=as_json)
@@ -331,7 +331,7 @@ def tune_command(questions_file: Path, content_dir: Path | None, index_dir: Path
     """
     from tqdm import tqdm
 
-    from .evaluation import tune_abstention, tune_fusion, tune_grid
+    from search_service.evaluation import tune_abstention, tune_fusion, tune_grid
 
     settings = _settings()
     content_dir, index_dir = _index_dir_for(settings, content_dir, index_dir)
@@ -342,7 +342,7 @@ def tune_command(questions_file: Path, content_dir: Path | None, index_dir: Path
             report = tune_fusion(retriever, questions, folds=folds, quick=quick, progress=bar.update)
         except ValueError as exc:
             raise click.ClickException(str(exc)) from exc
-    from .answering import abstain_threshold
+    from search_service.answering.extractive import abstain_threshold
 
     report["abstention"] = tune_abstention(retriever, questions, current=abstain_threshold(settings, retriever))
     if save:
@@ -377,8 +377,8 @@ def tune_command(questions_file: Path, content_dir: Path | None, index_dir: Path
 def _save_tuning(settings, report: dict, questions_file: Path, content_dir: Path, index_dir: Path, embedder) -> Path:
     """Write the recommended ranking weights (and the abstention threshold, when enough unanswerable
     questions calibrated it) next to the content, and re-index so they apply."""
-    from .evaluation import MIN_UNANSWERABLE_TO_SAVE
-    from .settings import TUNING_FILE, CorpusTuning
+    from search_service.evaluation import MIN_UNANSWERABLE_TO_SAVE
+    from search_service.settings import TUNING_FILE, CorpusTuning
 
     rec, abstention = report["recommended"], report["abstention"]
     calibrated = abstention is not None and abstention["unanswerable_questions"] >= MIN_UNANSWERABLE_TO_SAVE
@@ -445,10 +445,10 @@ def serve_command(host: str | None, port: int | None, build: bool, config_file: 
     """
     import uvicorn
 
-    from .api.app import create_app, load_state
-    from .auth import is_loopback
-    from .embedding import ModelLoadError
-    from .index import IndexLoadError
+    from search_service.api.app import create_app, load_state
+    from search_service.auth import is_loopback
+    from search_service.indexing.build import IndexLoadError
+    from search_service.indexing.embedding import ModelLoadError
 
     settings = _settings()
     host = host or settings.host
@@ -466,12 +466,12 @@ def serve_command(host: str | None, port: int | None, build: bool, config_file: 
         build_site(config_file)
     try:
         retriever = load_state(settings)
-        from .api.app import open_store
+        from search_service.api.app import open_store
 
         open_store(settings).dispose()  # fail now, with a message, if the database is unusable
     except (IndexLoadError, ModelLoadError, ValueError) as exc:
         raise click.ClickException(str(exc)) from exc
-    except Exception as exc:  # noqa: BLE001 - e.g. PostgreSQL unreachable
+    except Exception as exc:
         raise click.ClickException(f"cannot open the feedback database {settings.database_url!r}: {exc}") from exc
     click.echo(f"portal on http://{host}:{port}/  API on http://{host}:{port}/v1  (Ctrl+C stops)", err=True)
     if workers > 1:
@@ -488,7 +488,7 @@ def token_group() -> None:
 
 
 def _store():
-    from .api.app import open_store
+    from search_service.api.app import open_store
 
     return open_store(_settings())
 
@@ -499,7 +499,7 @@ def _store():
 @click.option("--admin", is_flag=True, help="May reload the index and read analytics.")
 def token_create(name: str, groups: str, admin: bool) -> None:
     """Create a bearer token. It is printed once; only its hash is stored."""
-    from .auth import create_token
+    from search_service.auth import create_token
 
     store = _store()
     try:
@@ -515,7 +515,7 @@ def token_create(name: str, groups: str, admin: bool) -> None:
 @token_group.command("list")
 def token_list() -> None:
     """List tokens (names, groups, state; never the tokens themselves)."""
-    from .auth import list_tokens
+    from search_service.auth import list_tokens
 
     store = _store()
     try:
@@ -533,7 +533,7 @@ def token_list() -> None:
 @click.argument("name")
 def token_revoke(name: str) -> None:
     """Revoke the token called NAME; requests using it get 401 from then on."""
-    from .auth import revoke_token
+    from search_service.auth import revoke_token
 
     store = _store()
     try:
@@ -558,8 +558,8 @@ def ask_command(question: str, mode: str, as_json: bool, index_dir: Path | None)
     Example:
       kb ask "how do we decide whether a pilot can scale?"
     """
-    from .answering import ask
-    from .api.ask import to_response
+    from search_service.answering.extractive import ask
+    from search_service.api.ask import to_response
 
     settings = _settings()
     if not question.strip():
@@ -594,8 +594,8 @@ def gaps_command(days: int | None, fmt: str, index_dir: Path | None) -> None:
     Example:
       kb gaps --days 30 > gaps.md
     """
-    from .api.app import open_store
-    from .gaps import find_gaps, gaps_report, report_html, report_markdown
+    from search_service.api.app import open_store
+    from search_service.gaps import find_gaps, gaps_report, report_html, report_markdown
 
     settings = _settings()
     retriever = load_retriever(settings, index_dir or settings.index_dir)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, Field, ValidationError
 
-from .retrieval import HybridRetriever, RetrievalParams, Viewer
+from search_service.ranking.retriever import HybridRetriever, RetrievalParams, Viewer
 
 # Evaluation measures ranking, not access control: it sees every page.
 EVAL_VIEWER = Viewer(all_access=True)
@@ -105,7 +105,7 @@ def evaluate_answers(retriever: HybridRetriever, questions: list[Question], *, s
     answerable questions whose first or second citation is a gold page; ``abstain_rate``:
     unanswerable questions that were declined.
     """
-    from .answering import abstain_threshold, ask
+    from search_service.answering.extractive import abstain_threshold, ask
 
     answered = hits = declined = 0
     answerable = [q for q in questions if q.answerable]
@@ -252,7 +252,7 @@ def tune_abstention(retriever: HybridRetriever, questions: list[Question], *, cu
     """Recommend ``KB_ABSTAIN_THRESHOLD`` for a corpus from its labelled questions, with a
     leave-one-out estimate (the threshold re-chosen without the question being judged).
     None when the file has no unanswerable questions to calibrate on."""
-    from .answering import evidence_score
+    from search_service.answering.extractive import evidence_score
 
     evidence = [(q.answerable, evidence_score(retriever.search(q.question, k=10, viewer=EVAL_VIEWER))) for q in questions]
     answerable = [e for ok, e in evidence if ok]

@@ -9,9 +9,9 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from .content import Page, due_for_review
-from .retrieval import ANONYMOUS, HybridRetriever, chunk_url
-from .store import Store
+from search_service.content import Page, due_for_review
+from search_service.ranking.retriever import ANONYMOUS, HybridRetriever, chunk_url
+from search_service.store import Store
 
 # Questions whose embeddings are closer than this (cosine similarity) end up in one group.
 SIMILARITY = 0.4

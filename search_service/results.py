@@ -6,9 +6,9 @@ import datetime as dt
 
 from pydantic import BaseModel, Field
 
-from .content import page_url
-from .retrieval import ANONYMOUS, Filters, HybridRetriever, Viewer, chunk_url, make_snippet
-from .settings import Settings
+from search_service.content import page_url
+from search_service.ranking.retriever import ANONYMOUS, Filters, HybridRetriever, Viewer, chunk_url, make_snippet
+from search_service.settings import Settings
 
 
 class SectionOut(BaseModel):

@@ -40,7 +40,7 @@ def _isolated_settings(tmp_path, monkeypatch):
 
 @pytest.fixture(scope="session")
 def embedder():
-    from search_service.embedding import Embedder
+    from search_service.indexing.embedding import Embedder
 
     return Embedder("")
 
@@ -48,7 +48,7 @@ def embedder():
 @pytest.fixture(scope="session")
 def repo_index_dir(tmp_path_factory, embedder) -> Path:
     """An index of the repository's playbooks, built once per session."""
-    from search_service.index import build_index
+    from search_service.indexing.build import build_index
 
     directory = tmp_path_factory.mktemp("repo-index")
     build_index(PLAYBOOKS, directory, embedder)
@@ -57,8 +57,8 @@ def repo_index_dir(tmp_path_factory, embedder) -> Path:
 
 @pytest.fixture(scope="session")
 def retriever(repo_index_dir, embedder):
-    from search_service.index import load_index
-    from search_service.retrieval import HybridRetriever
+    from search_service.indexing.build import load_index
+    from search_service.ranking.retriever import HybridRetriever
 
     return HybridRetriever(load_index(repo_index_dir, model=embedder.name), embedder)
 

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from .conftest import PLAYBOOKS
+from tests.conftest import PLAYBOOKS
 
 pytestmark = pytest.mark.slow
 

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-
 import pytest
 
-from search_service.answering import check_citations
-
-from .conftest import read_sse
+from search_service.answering.extractive import check_citations
+from tests.conftest import read_sse
 
 pytestmark = pytest.mark.slow
 
@@ -55,8 +53,8 @@ def test_steps_written_as_headings_become_a_numbered_answer(client):
 
 
 def test_numbered_headings_that_are_not_steps_stay_out_of_procedures():
-    from search_service.answering import _heading_steps
-    from search_service.chunking import Chunk
+    from search_service.answering.extractive import _heading_steps
+    from search_service.indexing.chunking import Chunk
 
     def chunk(*path):
         return Chunk(page_path="p.md", title="P", heading_path=list(path), anchor=path[-1].lower(), text="Text here.")
@@ -68,7 +66,7 @@ def test_numbered_headings_that_are_not_steps_stay_out_of_procedures():
 
 
 def test_step_titles_keep_the_sentence_that_explains_them():
-    from search_service.answering import _lead
+    from search_service.answering.extractive import _lead
 
     assert _lead("1. Intake. Teams submit a one-page idea through their spoke. Then more.") == \
         "1. Intake. Teams submit a one-page idea through their spoke."

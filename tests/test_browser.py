@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from .conftest import PLAYBOOKS, ROOT, free_port, write_page
+from tests.conftest import PLAYBOOKS, ROOT, free_port, write_page
 
 pytestmark = pytest.mark.slow
 
@@ -56,7 +56,7 @@ def _start(cmd, env, url, log):
 @pytest.fixture(scope="module")
 def portal(tmp_path_factory, embedder):
     """A copy of the portal with one hostile page, built, indexed and served by `kb serve`."""
-    from search_service.index import build_index
+    from search_service.indexing.build import build_index
 
     project = tmp_path_factory.mktemp("portal")
     for name in ("docs", "overrides"):

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from search_service.chunking import chunk_page, inline_to_text, iter_headings
 from search_service.content import parse_page
+from search_service.indexing.chunking import chunk_page, inline_to_text, iter_headings
 
 
 def test_anchors_follow_mkdocs_slug_rules_including_duplicates():

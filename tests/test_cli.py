@@ -9,8 +9,7 @@ from click.testing import CliRunner
 
 from search_service.cli import main
 from search_service.content import PageType
-
-from .conftest import ROOT, page_text, write_page
+from tests.conftest import ROOT, page_text, write_page
 
 
 def test_new_scaffolds_a_page_that_lints_clean_for_every_type(content_dir):

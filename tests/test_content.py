@@ -16,8 +16,7 @@ from search_service.content import (
     page_url,
     parse_page,
 )
-
-from .conftest import PLAYBOOKS, page_text, write_page
+from tests.conftest import PLAYBOOKS, page_text, write_page
 
 
 def test_front_matter_parses_into_schema():

@@ -5,10 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from search_service.embedding import PACKAGED_MODEL_ID, Embedder, ModelLoadError, OnnxInt8Embedder, packaged_model_path
-from search_service.index import IndexLoadError, build_index, load_index
-
-from .conftest import page_text, write_page
+from search_service.indexing.build import IndexLoadError, build_index, load_index
+from search_service.indexing.embedding import PACKAGED_MODEL_ID, Embedder, ModelLoadError, OnnxInt8Embedder, packaged_model_path
+from tests.conftest import page_text, write_page
 
 pytestmark = pytest.mark.slow
 

@@ -9,8 +9,7 @@ from click.testing import CliRunner
 
 from search_service.cli import main
 from search_service.evaluation import load_questions
-
-from .conftest import GOLDEN, PLAYBOOKS
+from tests.conftest import GOLDEN, PLAYBOOKS
 
 pytestmark = pytest.mark.slow
 

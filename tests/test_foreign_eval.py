@@ -14,7 +14,7 @@ import subprocess
 
 import pytest
 
-from .conftest import ROOT
+from tests.conftest import ROOT
 
 pytestmark = pytest.mark.slow
 

@@ -12,9 +12,8 @@ import time
 import numpy as np
 import pytest
 
-from search_service.index import IndexLoadError, build_index, current_build, load_index
-
-from .conftest import PLAYBOOKS, page_text, write_page
+from search_service.indexing.build import IndexLoadError, build_index, current_build, load_index
+from tests.conftest import PLAYBOOKS, page_text, write_page
 
 pytestmark = pytest.mark.slow
 
@@ -174,8 +173,8 @@ def test_incremental_build_equals_a_build_from_scratch(tmp_path, copy_of_playboo
 
 def test_corpus_tuning_file_travels_with_the_index(content_dir, tmp_path, embedder, monkeypatch):
     """`kb tune --save` writes .kb-tuning.json; the index carries it; KB_ variables still win."""
-    from search_service.answering import abstain_threshold
-    from search_service.retrieval import HybridRetriever
+    from search_service.answering.extractive import abstain_threshold
+    from search_service.ranking.retriever import HybridRetriever
     from search_service.settings import TUNING_FILE, Settings
 
     _pages(content_dir)
@@ -212,7 +211,7 @@ def test_corpus_tuning_file_travels_with_the_index(content_dir, tmp_path, embedd
 
 
 def test_unusable_tuning_file_is_refused_and_the_index_kept(content_dir, tmp_path, embedder):
-    from search_service.index import IndexBuildError
+    from search_service.indexing.build import IndexBuildError
     from search_service.settings import TUNING_FILE
 
     _pages(content_dir)

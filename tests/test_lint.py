@@ -8,9 +8,8 @@ import pytest
 from click.testing import CliRunner
 
 from search_service.cli import main
-from search_service.lint import lint_content
-
-from .conftest import PLAYBOOKS, ROOT, page_text, write_page
+from search_service.content.lint import lint_content
+from tests.conftest import PLAYBOOKS, ROOT, page_text, write_page
 
 TODAY = dt.date(2026, 11, 22)
 CODEOWNERS = ROOT / "CODEOWNERS"

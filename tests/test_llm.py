@@ -17,13 +17,12 @@ from pathlib import Path
 import httpx
 import pytest
 
-from search_service.answering import ask
-from search_service.index import build_index, load_index
-from search_service.llm import build_messages
-from search_service.retrieval import HybridRetriever
+from search_service.answering.extractive import ask
+from search_service.answering.generative import build_messages
+from search_service.indexing.build import build_index, load_index
+from search_service.ranking.retriever import HybridRetriever
 from search_service.settings import Settings
-
-from .conftest import TODAY, LiveServer, free_port, page_text, read_sse, write_page
+from tests.conftest import TODAY, LiveServer, free_port, page_text, read_sse, write_page
 
 pytestmark = pytest.mark.slow
 
@@ -131,7 +130,7 @@ def test_slow_server_times_out_and_falls_back(retriever, llm_server):
 class _Garbage(BaseHTTPRequestHandler):
     """An endpoint that answers 200 with something that is not a chat completion."""
 
-    def do_POST(self):  # noqa: N802
+    def do_POST(self):
         self.rfile.read(int(self.headers.get("content-length", 0)))
         body = b'{"choices": "nope"}' if "bad-shape" in self.path else b"<html>gateway says hi</html>"
         self.send_response(200)

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 from search_service.evaluation import EVAL_VIEWER
-from search_service.index import IndexLoadError, build_index, current_build, load_index
-from search_service.rerank import TOKENS_DIR, _is_content_piece
-from search_service.retrieval import HybridRetriever
+from search_service.indexing.build import IndexLoadError, build_index, current_build, load_index
+from search_service.indexing.tokens import TOKENS_DIR, _is_content_piece
+from search_service.ranking.retriever import HybridRetriever
 
 QUERIES = [
     "I think one of our AI tools treats some customers unfairly, who do I report it to?",
@@ -119,7 +119,7 @@ def test_damaged_token_vectors_are_refused_with_a_message(tmp_path, repo_index_d
 
 def test_unchanged_pages_link_their_token_vectors(tmp_path, embedder):
     """A re-index writes word-piece vectors for the edited page only; the rest are hard links."""
-    from .conftest import PLAYBOOKS
+    from tests.conftest import PLAYBOOKS
 
     content = tmp_path / "content"
     shutil.copytree(PLAYBOOKS / "faq", content / "faq")
@@ -141,7 +141,7 @@ def test_unchanged_pages_link_their_token_vectors(tmp_path, embedder):
 
 def test_a_cache_without_token_vectors_is_filled_in(tmp_path, embedder):
     """Upgrading from an index without word-piece vectors re-encodes only what lacks them."""
-    from .conftest import PLAYBOOKS
+    from tests.conftest import PLAYBOOKS
 
     content = tmp_path / "content"
     shutil.copytree(PLAYBOOKS / "faq", content / "faq")
@@ -180,10 +180,9 @@ def test_fusion_and_rerank_weights_come_from_the_settings(retriever, embedder, m
     import dataclasses
     import json
 
-    from search_service.retrieval import RetrievalParams
+    from search_service.ranking.retriever import RetrievalParams
     from search_service.settings import TUNING_FILE, Settings
-
-    from .conftest import PLAYBOOKS
+    from tests.conftest import PLAYBOOKS
 
     untuned = dataclasses.replace(retriever.index, manifest={**retriever.index.manifest, "tuning": None})
     assert HybridRetriever.from_settings(untuned, embedder, Settings()).params == RetrievalParams()

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from search_service.index import build_index, load_index
-from search_service.retrieval import ANONYMOUS, Filters, HybridRetriever, Viewer, chunk_url, make_snippet
-
-from .conftest import page_text, write_page
+from search_service.indexing.build import build_index, load_index
+from search_service.ranking.retriever import ANONYMOUS, Filters, HybridRetriever, Viewer, chunk_url, make_snippet
+from tests.conftest import page_text, write_page
 
 pytestmark = pytest.mark.slow
 

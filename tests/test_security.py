@@ -14,15 +14,16 @@ import time
 import httpx
 import pytest
 import schemathesis
-from hypothesis import HealthCheck, given, settings as hsettings, strategies as st
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
 
-from search_service.answering import ask
-from search_service.index import build_index, current_build, load_index
-from search_service.retrieval import Filters, HybridRetriever, Viewer
+from search_service.answering.extractive import ask
+from search_service.indexing.build import build_index, current_build, load_index
+from search_service.ranking.retriever import Filters, HybridRetriever, Viewer
 from search_service.settings import Settings
 from search_service.store import Store
-
-from .conftest import TODAY, LiveServer, free_port, page_text, write_page
+from tests.conftest import TODAY, LiveServer, free_port, page_text, write_page
 
 pytestmark = pytest.mark.slow
 
@@ -331,8 +332,7 @@ def test_sighup_reloads_the_index_of_a_running_kb_serve(tmp_path, content_dir, e
 def test_labelled_questions_about_the_restricted_page(retriever):
     """tests/eval/restricted.jsonl: members of the page's groups find it, everyone else never does."""
     from search_service.evaluation import load_questions
-
-    from .conftest import ROOT
+    from tests.conftest import ROOT
 
     questions = load_questions(ROOT / "tests" / "eval" / "restricted.jsonl")
     assert questions and all(q.gold == [SECRET_PAGE] for q in questions)

@@ -7,10 +7,9 @@ import os
 import pytest
 from bs4 import BeautifulSoup
 
-from search_service.chunking import iter_headings
 from search_service.content import load_content
-
-from .conftest import PLAYBOOKS, ROOT, TODAY
+from search_service.indexing.chunking import iter_headings
+from tests.conftest import PLAYBOOKS, ROOT, TODAY
 
 pytestmark = pytest.mark.slow
 

@@ -13,8 +13,7 @@ from click.testing import CliRunner
 from sqlalchemy import create_engine, text
 
 from search_service.store import AskLog, Store, UnknownAnswer
-
-from .conftest import TODAY, LiveServer
+from tests.conftest import TODAY, LiveServer
 
 pytestmark = pytest.mark.slow
 

@@ -1,5 +1,5 @@
 """FastAPI service: the search API and the built site on one port."""
 
-from .app import create_app
+from search_service.api.app import create_app
 
 __all__ = ["create_app"]

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from fastapi import APIRouter, HTTPException, Request
 
-from ..index import IndexLoadError
-from .deps import IdentityDep
+from search_service.api.deps import IdentityDep
+from search_service.indexing.build import IndexLoadError
 
 router = APIRouter(prefix="/v1/admin", tags=["admin"])
 
@@ -15,8 +15,8 @@ def reload_index(app) -> dict:
 
     Requests already running finish on the retriever they started with.
     """
-    from ..index import load_index
-    from ..retrieval import HybridRetriever
+    from search_service.indexing.build import load_index
+    from search_service.ranking.retriever import HybridRetriever
 
     old = app.state.retriever
     index = load_index(app.state.settings.index_dir, model=old.embedder.name, dimension=old.embedder.dimension)

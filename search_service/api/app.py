@@ -12,18 +12,18 @@ from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException
 
-from .. import __version__
-from ..settings import Settings, get_settings
-from . import admin, ask, feedback, health, metrics, search, security
+from search_service import __version__
+from search_service.api import admin, ask, feedback, health, metrics, search, security
+from search_service.settings import Settings, get_settings
 
 logger = logging.getLogger(__name__)
 
 
 def load_state(settings: Settings):
     """Embedder, index and retriever for the service. Raises IndexLoadError / ModelLoadError."""
-    from ..embedding import make_embedder
-    from ..index import load_index
-    from ..retrieval import HybridRetriever
+    from search_service.indexing.build import load_index
+    from search_service.indexing.embedding import make_embedder
+    from search_service.ranking.retriever import HybridRetriever
 
     embedder = make_embedder(settings)
     index = load_index(settings.index_dir, model=embedder.name, dimension=embedder.dimension)
@@ -40,7 +40,7 @@ def _reload_on_sighup(app: FastAPI) -> None:
         try:
             result = admin.reload_index(app)
             logger.warning("SIGHUP: index reloaded (%s chunks)", result["chunks"])
-        except Exception as exc:  # noqa: BLE001 - keep serving the old index
+        except Exception as exc:
             logger.error("SIGHUP: new index rejected, still serving the previous one: %s", exc)
 
     def handler() -> None:
@@ -62,7 +62,7 @@ def _error(status: int, message: str, details=None) -> JSONResponse:
 
 def open_store(settings: Settings):
     """The feedback store, migrated to the latest schema, old rows purged."""
-    from ..store import Store
+    from search_service.store import Store
 
     store = Store.from_settings(settings)
     store.migrate()

@@ -3,18 +3,17 @@
 from __future__ import annotations
 
 import json
+import logging
+import time
 from typing import Literal
 
 from fastapi import APIRouter
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-import logging
-import time
-
-from ..answering import AnswerResult, ask_events
-from ..retrieval import Filters
-from .deps import IdentityDep, MetricsDep, RetrieverDep, SettingsDep, StoreDep
+from search_service.answering.extractive import AnswerResult, ask_events
+from search_service.api.deps import IdentityDep, MetricsDep, RetrieverDep, SettingsDep, StoreDep
+from search_service.ranking.retriever import Filters
 
 logger = logging.getLogger(__name__)
 
@@ -103,7 +102,7 @@ def record(store, metrics, identity, question: str, answer: AnswerResult, starte
                       confidence=answer.confidence, cited_pages=[c.path for c in answer.citations],
                       latency_ms=(time.perf_counter() - started) * 1000, mode=answer.mode,
                       fallback=answer.fallback, user_id=identity.user_id)
-    except Exception:  # noqa: BLE001 - the database being down must not take answers down
+    except Exception:
         logger.exception("could not log ask %s", answer.id)
 
 

@@ -7,10 +7,10 @@ from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request
 
-from ..retrieval import HybridRetriever, Viewer
-from ..settings import Settings
-from ..store import Store
-from .metrics import Metrics
+from search_service.api.metrics import Metrics
+from search_service.ranking.retriever import HybridRetriever, Viewer
+from search_service.settings import Settings
+from search_service.store import Store
 
 
 @dataclass(frozen=True)

@@ -8,9 +8,9 @@ from fastapi import APIRouter, HTTPException, Query
 from fastapi.responses import HTMLResponse, PlainTextResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from ..gaps import find_gaps, gaps_report, report_html, report_markdown
-from ..store import UnknownAnswer
-from .deps import IdentityDep, MetricsDep, RetrieverDep, SettingsDep, StoreDep
+from search_service.api.deps import IdentityDep, MetricsDep, RetrieverDep, SettingsDep, StoreDep
+from search_service.gaps import find_gaps, gaps_report, report_html, report_markdown
+from search_service.store import UnknownAnswer
 
 router = APIRouter(prefix="/v1", tags=["feedback"])
 
@@ -48,7 +48,7 @@ def get_gaps(
     settings: SettingsDep,
     identity: IdentityDep,
     days: Annotated[int | None, Query(ge=1, le=3650, description="Only questions from the last N days.")] = None,
-    format: Annotated[Literal["json", "markdown", "html"], Query(description="Output format.")] = "json",  # noqa: A002
+    format: Annotated[Literal["json", "markdown", "html"], Query(description="Output format.")] = "json",
 ):
     """Unanswered and down-rated questions grouped by meaning, with owners to route them to."""
     identity.require_admin()

@@ -6,9 +6,9 @@ from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Query
 
-from ..results import SearchResponse, search_response
-from ..retrieval import Filters
-from .deps import IdentityDep, RetrieverDep, SettingsDep
+from search_service.api.deps import IdentityDep, RetrieverDep, SettingsDep
+from search_service.ranking.retriever import Filters
+from search_service.results import SearchResponse, search_response
 
 router = APIRouter(prefix="/v1", tags=["search"])
 
@@ -22,7 +22,7 @@ def search(
     identity: IdentityDep,
     q: Annotated[str, Query(min_length=1, max_length=MAX_QUERY_CHARS, description="The question or keywords.")],
     k: Annotated[int, Query(ge=1, le=50, description="Number of pages to return.")] = 10,
-    type: Annotated[list[str] | None, Query(description="Only these page types.", max_length=10)] = None,  # noqa: A002
+    type: Annotated[list[str] | None, Query(description="Only these page types.", max_length=10)] = None,
     tag: Annotated[list[str] | None, Query(description="Only pages with one of these tags.", max_length=20)] = None,
     audience: Annotated[list[str] | None, Query(description="Only pages for these audiences.", max_length=10)] = None,
 ) -> SearchResponse:

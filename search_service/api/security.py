@@ -8,8 +8,9 @@ import time
 from fastapi import Request
 from fastapi.responses import JSONResponse
 
-from ..auth import AuthError, identity_from_proxy, identity_from_token, is_loopback
-from .deps import Identity
+from search_service.api.deps import Identity
+from search_service.auth import AuthError, identity_from_proxy, identity_from_token, is_loopback
+
 
 def _error(status: int, message: str, headers: dict | None = None) -> JSONResponse:
     return JSONResponse({"error": {"status": status, "message": message}}, status_code=status, headers=headers)

@@ -18,9 +18,9 @@ from mkdocs.structure.files import File, Files, InclusionLevel
 from mkdocs.structure.nav import Navigation, Section
 from mkdocs.utils import get_relative_url
 
-from ..content import Audience, Page, PageType, load_content
-from ..settings import get_settings
-from .config import PortalConfig
+from search_service.content import Audience, Page, PageType, load_content
+from search_service.portal.config import PortalConfig
+from search_service.settings import get_settings
 
 log = logging.getLogger("mkdocs.plugins.kb-portal")
 

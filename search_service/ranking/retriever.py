@@ -7,19 +7,19 @@ excluded from the FAISS search itself (an ID selector) and from the BM25 candida
 from __future__ import annotations
 
 import html
-from functools import lru_cache
 from collections import defaultdict
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Literal
 
 import faiss
 import numpy as np
 
-from .chunking import Chunk
-from .content import PageMeta, page_url
-from .embedding import Embedder, QueryEncoding
-from .index import SearchIndex
-from .keyword import _WORD_RE, stem_word, tokenize
+from search_service.content import PageMeta, page_url
+from search_service.indexing.build import SearchIndex
+from search_service.indexing.chunking import Chunk
+from search_service.indexing.embedding import Embedder, QueryEncoding
+from search_service.indexing.keyword import _WORD_RE, stem_word, tokenize
 
 # fusion: hybrid without the re-ranking stage; baseline: the naive reference, reciprocal rank fusion
 # (k = 60) of the BM25 and dense section rankings, each page ranked by its best section.

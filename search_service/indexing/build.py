@@ -30,12 +30,12 @@ from pathlib import Path
 import faiss
 import numpy as np
 
-from .chunking import CHUNKER_VERSION, Chunk, chunk_page, page_profile
-from .content import ContentError, Page, PageMeta, excluded_from_search, load_content
-from .embedding import Embedder, EmbeddingCache
-from .keyword import KeywordIndex
-from .rerank import TOKENS_DIR, Segment, TokenStore, segment_key
-from .settings import load_tuning
+from search_service.content import ContentError, Page, PageMeta, excluded_from_search, load_content
+from search_service.indexing.chunking import CHUNKER_VERSION, Chunk, chunk_page, page_profile
+from search_service.indexing.embedding import Embedder, EmbeddingCache
+from search_service.indexing.keyword import KeywordIndex
+from search_service.indexing.tokens import TOKENS_DIR, Segment, TokenStore, segment_key
+from search_service.settings import load_tuning
 
 logger = logging.getLogger(__name__)
 
@@ -147,7 +147,7 @@ class _BuildLock:
         self.path = root / ".build.lock"
 
     def __enter__(self):
-        self.handle = open(self.path, "w")  # noqa: SIM115
+        self.handle = open(self.path, "w")
         try:
             fcntl.flock(self.handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError as exc:
@@ -385,7 +385,7 @@ def load_index(index_dir: Path, *, model: str | None = None, dimension: int | No
         keyword = KeywordIndex.load(build / "bm25")
         page_keyword = KeywordIndex.load(build / "bm25-pages")
         tokens = TokenStore.load(build / TOKENS_DIR) if (build / TOKENS_DIR).is_dir() else None
-    except Exception as exc:  # noqa: BLE001 - any corruption is reported the same way
+    except Exception as exc:
         raise IndexLoadError(f"index at {build} is corrupt ({type(exc).__name__}: {exc}); {rebuild}") from exc
     if dense.ntotal != len(chunks) or manifest.get("chunks") != len(chunks):
         raise IndexLoadError(f"index at {build} is inconsistent ({dense.ntotal} vectors, {len(chunks)} chunks); {rebuild}")

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from markdown.extensions.toc import slugify
 
-from .content import REQUIRED_SECTIONS, PageType
+from search_service.content import REQUIRED_SECTIONS, PageType
 
 DEFAULT_AREA = {
     PageType.playbook: "delivery",

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 from markdown.extensions.toc import slugify, unique
 
-from .content import Page
+from search_service.content import Page
 
 CHUNKER_VERSION = "1"
 MAX_WORDS = 160
@@ -235,7 +235,7 @@ def _split_list(text: str, max_words: int) -> list[str]:
     """Split an over-long list between its top-level items."""
     items: list[list[str]] = []
     for line in text.splitlines():
-        if _LIST_RE.match(line) and not line.startswith((" ", "\t")) or not items:
+        if (_LIST_RE.match(line) and not line.startswith((" ", "\t"))) or not items:
             items.append([line])
         else:
             items[-1].append(line)

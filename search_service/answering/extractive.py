@@ -16,9 +16,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .chunking import Chunk
-from .keyword import tokenize
-from .retrieval import Filters, HybridRetriever, SearchResult, Viewer, chunk_url, make_snippet
+from search_service.indexing.chunking import Chunk
+from search_service.indexing.keyword import tokenize
+from search_service.ranking.retriever import Filters, HybridRetriever, SearchResult, Viewer, chunk_url, make_snippet
 
 # How much the share of unknown query words lowers the evidence (see docs/search-quality.md).
 COVERAGE_WEIGHT = 0.2
@@ -335,7 +335,7 @@ def ask_events(
     Generative mode falls back to the extractive answer on any LLM trouble (down, slow, garbage,
     no valid citation) and says why in ``fallback``; with no LLM configured it is extractive.
     """
-    from .llm import LLMError, build_messages, complete, finish_generated, stream_completion
+    from search_service.answering.generative import LLMError, build_messages, complete, finish_generated, stream_completion
 
     result = retriever.search(question, k=5, filters=filters, viewer=viewer or Viewer(), boost_pages=boost_pages)
     threshold, site_url = abstain_threshold(settings, retriever), settings.site_url

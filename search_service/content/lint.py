@@ -12,8 +12,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from .chunking import iter_headings
-from .content import (
+from search_service.content import (
     REQUIRED_SECTIONS,
     ContentError,
     Page,
@@ -21,6 +20,7 @@ from .content import (
     key_line,
     load_content,
 )
+from search_service.indexing.chunking import iter_headings
 
 _LINK_RE = re.compile(r"(?<!!)\[(?:[^\]\[]|\[[^\]]*\])*\]\(\s*<?([^)\s>]+)>?(?:\s+\"[^\"]*\")?\s*\)")
 _FENCE_RE = re.compile(r"^ {0,3}(`{3,}|~{3,})")

@@ -15,13 +15,13 @@ from contextlib import contextmanager
 
 import httpx
 
-from .answering import (
+from search_service.answering.extractive import (
     AnswerResult,
-    make_citations,
     check_citations,
+    make_citations,
 )
-from .chunking import Chunk
-from .retrieval import SearchResult
+from search_service.indexing.chunking import Chunk
+from search_service.ranking.retriever import SearchResult
 
 logger = logging.getLogger(__name__)
 

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import re
-from pathlib import Path
-
 import logging
+import re
 from functools import lru_cache
+from pathlib import Path
 
 import bm25s
 import numpy as np
@@ -15,13 +14,7 @@ import Stemmer
 _WORD_RE = re.compile(r"[a-z0-9]+(?:'[a-z]+)?")
 # Function words that carry no topic; kept short so domain words like "data" or "model" stay.
 STOPWORDS = frozenset(
-    """a about above after again against all am an and any are as at be because been before being below
-    between both but by can could did do does doing down during each few for from further had has have
-    having he her here hers him his how i if in into is it its itself just me more most my no nor not of
-    off on once only or other our ours out over own same she should so some such than that the their
-    theirs them then there these they this those through to too under until up very was we were what
-    when where which while who whom why will with would you your yours i'm we're it's don't can't us
-    get got want need let lets s t""".split()
+    ["a", "about", "above", "after", "again", "against", "all", "am", "an", "and", "any", "are", "as", "at", "be", "because", "been", "before", "being", "below", "between", "both", "but", "by", "can", "could", "did", "do", "does", "doing", "down", "during", "each", "few", "for", "from", "further", "had", "has", "have", "having", "he", "her", "here", "hers", "him", "his", "how", "i", "if", "in", "into", "is", "it", "its", "itself", "just", "me", "more", "most", "my", "no", "nor", "not", "of", "off", "on", "once", "only", "or", "other", "our", "ours", "out", "over", "own", "same", "she", "should", "so", "some", "such", "than", "that", "the", "their", "theirs", "them", "then", "there", "these", "they", "this", "those", "through", "to", "too", "under", "until", "up", "very", "was", "we", "were", "what", "when", "where", "which", "while", "who", "whom", "why", "will", "with", "would", "you", "your", "yours", "i'm", "we're", "it's", "don't", "can't", "us", "get", "got", "want", "need", "let", "lets", "s", "t"]
 )
 _stemmer = Stemmer.Stemmer("english")
 logging.getLogger("bm25s").setLevel(logging.WARNING)  # it logs every index build at DEBUG

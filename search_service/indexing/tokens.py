@@ -28,8 +28,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .embedding import QueryEncoding, TokenVectors
-from .keyword import STOPWORDS
+from search_service.indexing.embedding import QueryEncoding, TokenVectors
+from search_service.indexing.keyword import STOPWORDS
 
 TOKENS_DIR = "tokens"
 

@@ -85,7 +85,7 @@ class Embedder:
             location = name
         try:
             self.model = SentenceTransformer(location, device="cpu")
-        except Exception as exc:  # noqa: BLE001 - any loader failure becomes one clear message
+        except Exception as exc:
             raise ModelLoadError(
                 f"cannot load embedding model {location!r}: {exc}. Set KB_MODEL to a local "
                 "sentence-transformers folder, or leave it empty for the packaged all-MiniLM-L6-v2."

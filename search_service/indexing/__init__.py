@@ -1,0 +1,1 @@
+"""Indexing stage: chunking, embedding, keyword index, word-piece vectors, the index artifact and its build."""
