@@ -6,6 +6,7 @@ import datetime as dt
 import html
 from collections import Counter
 from dataclasses import asdict, dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -77,7 +78,7 @@ def find_gaps(store: Store, retriever: HybridRetriever, *, days: int | None = No
         result = retriever.search(label, k=3, viewer=ANONYMOUS)
         nearest = [NearestPage(h.page_path, h.meta.title, h.meta.owner, chunk_url(h.best)) for h in result.hits]
         owners = list(dict.fromkeys(p.owner for p in nearest if p.owner))
-        weeks = Counter()
+        weeks: Counter[str] = Counter()
         for i in members:
             created = rows[i][0].created_at
             year, week, _ = created.isocalendar()
@@ -95,50 +96,79 @@ def find_gaps(store: Store, retriever: HybridRetriever, *, days: int | None = No
     return clusters
 
 
-def gaps_report(clusters: list[GapCluster], retriever: HybridRetriever, today: dt.date) -> dict:
-    """The report as JSON-ready data: gap clusters plus public pages due for review."""
+@dataclass
+class StalePage:
+    """A public page past its review date."""
+
+    path: str
+    title: str
+    owner: str
+    due: str
+    days_overdue: int
+
+
+@dataclass
+class GapsReport:
+    """What the playbooks fail to answer, and which public pages are due for review."""
+
+    generated: str
+    clusters: list[GapCluster]
+    stale_pages: list[StalePage]
+
+    def as_dict(self) -> dict[str, Any]:
+        """The report as JSON-ready data (the shape `kb gaps --format json` and the API return)."""
+        return asdict(self)
+
+
+def gaps_report(clusters: list[GapCluster], retriever: HybridRetriever, today: dt.date) -> GapsReport:
+    """The report: gap clusters plus public pages due for review."""
     pages = [Page(path=path, meta=meta, body="") for path, meta in retriever.index.pages.items() if meta.access is None]
-    stale = [{"path": d.page.path, "title": d.page.meta.title, "owner": d.page.meta.owner, "due": str(d.due),
-              "days_overdue": d.days_overdue} for d in due_for_review(pages, today)]
-    return {"generated": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-            "clusters": [asdict(c) for c in clusters], "stale_pages": stale}
+    stale = [StalePage(d.page.path, d.page.meta.title, d.page.meta.owner, str(d.due), d.days_overdue)
+             for d in due_for_review(pages, today)]
+    return GapsReport(generated=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), clusters=clusters,
+                      stale_pages=stale)
 
 
-def report_markdown(report: dict) -> str:
+def _cluster_markdown(n: int, c: GapCluster) -> list[str]:
+    owners = ", ".join(c.owners) or "no owner found"
+    lines = [f"## {n}. {c.label}", "",
+             f"**{c.count} question(s)**: {c.unanswered} unanswered, {c.rated_down} rated down; "
+             f"first {c.first_seen[:10]}, last {c.last_seen[:10]}. Route to: **{owners}**.", "",
+             "Examples:", ""]
+    lines += [f"- {q}" for q in c.examples]
+    lines += ["", "Nearest pages:", ""]
+    lines += [f"- [{p.title}]({p.url}) ({p.owner or 'no owner'})" for p in c.nearest_pages]
+    lines += ["", "Trend: " + ", ".join(f"{week}: {count}" for week, count in c.trend.items()), ""]
+    return lines
+
+
+def report_markdown(report: GapsReport) -> str:
     """The report as Markdown an author can act on."""
-    lines = ["# Content gaps", "", f"Generated {report['generated']}.", ""]
-    if not report["clusters"]:
+    lines = ["# Content gaps", "", f"Generated {report.generated}.", ""]
+    if not report.clusters:
         lines += ["No unanswered or down-rated questions in this period.", ""]
-    for n, c in enumerate(report["clusters"], start=1):
-        owners = ", ".join(c["owners"]) or "no owner found"
-        lines += [f"## {n}. {c['label']}", "",
-                  f"**{c['count']} question(s)**: {c['unanswered']} unanswered, {c['rated_down']} rated down; "
-                  f"first {c['first_seen'][:10]}, last {c['last_seen'][:10]}. Route to: **{owners}**.", "",
-                  "Examples:", ""]
-        lines += [f"- {q}" for q in c["examples"]]
-        lines += ["", "Nearest pages:", ""]
-        lines += [f"- [{p['title']}]({p['url']}) ({p['owner'] or 'no owner'})" for p in c["nearest_pages"]]
-        lines += ["", "Trend: " + ", ".join(f"{week}: {count}" for week, count in c["trend"].items()), ""]
+    for n, cluster in enumerate(report.clusters, start=1):
+        lines += _cluster_markdown(n, cluster)
     lines += ["## Pages due for review", ""]
-    if report["stale_pages"]:
+    if report.stale_pages:
         lines += ["| Page | Owner | Due | Days overdue |", "| --- | --- | --- | --- |"]
-        lines += [f"| {p['title']} (`{p['path']}`) | {p['owner']} | {p['due']} | {p['days_overdue']} |" for p in report["stale_pages"]]
+        lines += [f"| {p.title} (`{p.path}`) | {p.owner} | {p.due} | {p.days_overdue} |" for p in report.stale_pages]
     else:
         lines.append("None.")
     return "\n".join(lines) + "\n"
 
 
-def report_html(report: dict) -> str:
+def report_html(report: GapsReport) -> str:
     """The report as a standalone HTML page (every string escaped)."""
     e = html.escape
     parts = ["<!doctype html><meta charset=utf-8><title>Content gaps</title><h1>Content gaps</h1>",
-             f"<p>Generated {e(report['generated'])}.</p>"]
-    for c in report["clusters"]:
-        parts.append(f"<h2>{e(c['label'])}</h2><p>{c['count']} question(s), {c['unanswered']} unanswered, "
-                     f"{c['rated_down']} rated down. Route to: <strong>{e(', '.join(c['owners']) or 'no owner found')}</strong></p>")
-        parts.append("<ul>" + "".join(f"<li>{e(q)}</li>" for q in c["examples"]) + "</ul>")
+             f"<p>Generated {e(report.generated)}.</p>"]
+    for c in report.clusters:
+        parts.append(f"<h2>{e(c.label)}</h2><p>{c.count} question(s), {c.unanswered} unanswered, "
+                     f"{c.rated_down} rated down. Route to: <strong>{e(', '.join(c.owners) or 'no owner found')}</strong></p>")
+        parts.append("<ul>" + "".join(f"<li>{e(q)}</li>" for q in c.examples) + "</ul>")
         parts.append("<p>Nearest pages:</p><ul>" + "".join(
-            f'<li><a href="{e(p["url"])}">{e(p["title"])}</a> ({e(p["owner"])})</li>' for p in c["nearest_pages"]) + "</ul>")
+            f'<li><a href="{e(p.url)}">{e(p.title)}</a> ({e(p.owner)})</li>' for p in c.nearest_pages) + "</ul>")
     parts.append("<h2>Pages due for review</h2><ul>" + "".join(
-        f"<li>{e(p['title'])} — {e(p['owner'])}, due {e(p['due'])}</li>" for p in report["stale_pages"]) + "</ul>")
+        f"<li>{e(p.title)} — {e(p.owner)}, due {e(p.due)}</li>" for p in report.stale_pages) + "</ul>")
     return "\n".join(parts)

@@ -3,19 +3,20 @@
 from __future__ import annotations
 
 import json
-import logging
 import time
+from collections.abc import Iterator
 from typing import Literal
 
 from fastapi import APIRouter
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from search_service.answering.extractive import AnswerResult, ask_events
+from search_service import service
+from search_service.answering.extractive import AnswerResult
 from search_service.api.deps import IdentityDep, MetricsDep, RetrieverDep, SettingsDep, StoreDep
-from search_service.ranking.retriever import Filters
-
-logger = logging.getLogger(__name__)
+from search_service.api.metrics import Metrics
+from search_service.responses import AskResponse, ask_response
+from search_service.store import Store
 
 router = APIRouter(prefix="/v1", tags=["ask"])
 
@@ -38,77 +39,18 @@ class AskRequest(BaseModel):
     page: str | None = Field(None, max_length=300, description="Path of the page being read, to boost it and its related pages.")
 
 
-class CitationOut(BaseModel):
-    n: int
-    title: str
-    section: str
-    url: str
-    snippet: str = Field(description="HTML-escaped, query terms in <mark>.")
-
-
-class SuggestionOut(BaseModel):
-    title: str
-    url: str
-
-
-class AskResponse(BaseModel):
-    answer: str = Field(description="Plain text with [n] citation markers (not HTML: escape before inserting).")
-    answered: bool
-    citations: list[CitationOut]
-    confidence: float = Field(ge=0, le=1)
-    mode: Literal["extractive", "generative"]
-    id: str
-    suggestions: list[SuggestionOut] = Field(default_factory=list)
-    fallback: str | None = Field(None, description="Why a generative request was answered extractively.")
-    invalid_citations: list[int] = Field(default_factory=list, description="Citation numbers the LLM made up (removed).")
-
-
-def to_response(answer: AnswerResult) -> AskResponse:
-    return AskResponse(
-        answer=answer.answer, answered=answer.answered, confidence=answer.confidence, mode=answer.mode, id=answer.id,
-        citations=[CitationOut(n=c.n, title=c.title, section=c.section, url=c.url, snippet=c.snippet) for c in answer.citations],
-        suggestions=[SuggestionOut(title=s.title, url=s.url) for s in answer.suggestions],
-        fallback=answer.fallback, invalid_citations=answer.invalid_citations,
-    )
-
-
-def boosts_for(retriever, page: str | None, viewer) -> dict[str, float] | None:
-    """'Ask about this page': favour the current page and the pages it names as related."""
-    if not page:
-        return None
-    page = page.strip("/")
-    known = {path: meta for path, meta in retriever.index.pages.items() if viewer.may_see(meta)}
-    if page not in known:
-        matches = [p for p in known if p.removesuffix(".md") == page.removesuffix(".md")]
-        if not matches:
-            return None
-        page = matches[0]
-    boosts = {page: 1.5}
-    for related in known[page].related:
-        if related in known:
-            boosts.setdefault(related, 1.2)
-    return boosts
-
-
-def _sse(event: str, data) -> str:
+def _sse(event: str, data: object) -> str:
     return f"event: {event}\ndata: {json.dumps(data, ensure_ascii=False)}\n\n"
 
 
-def record(store, metrics, identity, question: str, answer: AnswerResult, started: float) -> None:
-    """Log the ask (pseudonymous) and count it; a logging failure never fails the answer."""
+def _record(store: Store, metrics: Metrics, user_id: str, question: str, answer: AnswerResult, started: float) -> None:
     metrics.asks.labels(str(answer.answered).lower(), answer.mode).inc()
-    try:
-        store.log_ask(answer_id=answer.id, question=question, answered=answer.answered,
-                      confidence=answer.confidence, cited_pages=[c.path for c in answer.citations],
-                      latency_ms=(time.perf_counter() - started) * 1000, mode=answer.mode,
-                      fallback=answer.fallback, user_id=identity.user_id)
-    except Exception:
-        logger.exception("could not log ask %s", answer.id)
+    service.record_ask(store, user_id=user_id, question=question, answer=answer, started=started)
 
 
 @router.post("/ask", response_model=AskResponse, responses={200: {"content": {"text/event-stream": {}}}})
 def ask_endpoint(request: AskRequest, retriever: RetrieverDep, settings: SettingsDep, store: StoreDep,
-                 metrics: MetricsDep, identity: IdentityDep):
+                 metrics: MetricsDep, identity: IdentityDep) -> AskResponse | StreamingResponse:
     """Answer a question from the playbooks, citing the sections used.
 
     With ``"stream": true`` the reply is server-sent events: ``token`` events carry text as it
@@ -121,21 +63,21 @@ def ask_endpoint(request: AskRequest, retriever: RetrieverDep, settings: Setting
         raise HTTPException(status_code=400, detail="question is blank")
     started = time.perf_counter()
     question = request.question.strip()
-    filters = Filters(tuple(request.filters.type), tuple(request.filters.tag), tuple(request.filters.audience))
-    events = ask_events(retriever, question, settings=settings, filters=filters, mode=request.mode,
-                        stream=request.stream, viewer=identity.viewer,
-                        boost_pages=boosts_for(retriever, request.page, identity.viewer))
+    filters = service.make_filters(request.filters.type, request.filters.tag, request.filters.audience)
+    events = service.ask_events(retriever, question, settings=settings, filters=filters, viewer=identity.viewer,
+                                mode=request.mode, stream=request.stream, page=request.page)
     if not request.stream:
         answer = list(events)[-1][1]
-        record(store, metrics, identity, question, answer, started)
-        return to_response(answer)
+        assert isinstance(answer, AnswerResult)
+        _record(store, metrics, identity.user_id, question, answer, started)
+        return ask_response(answer)
 
-    def body():
+    def body() -> Iterator[str]:
         for kind, value in events:
             if kind == "token":
                 yield _sse("token", {"text": value})
-            else:
-                record(store, metrics, identity, question, value, started)
-                yield _sse("done", to_response(value).model_dump())
+            elif isinstance(value, AnswerResult):
+                _record(store, metrics, identity.user_id, question, value, started)
+                yield _sse("done", ask_response(value).model_dump())
 
     return StreamingResponse(body(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})

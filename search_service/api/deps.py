@@ -31,24 +31,28 @@ class Identity:
 
 
 def get_retriever(request: Request) -> HybridRetriever:
-    return request.app.state.retriever
+    value: HybridRetriever = request.app.state.retriever
+    return value
 
 
 def get_app_settings(request: Request) -> Settings:
-    return request.app.state.settings
+    value: Settings = request.app.state.settings
+    return value
 
 
 def get_store(request: Request) -> Store:
-    return request.app.state.store
+    value: Store = request.app.state.store
+    return value
 
 
 def get_metrics(request: Request) -> Metrics:
-    return request.app.state.metrics
+    value: Metrics = request.app.state.metrics
+    return value
 
 
 def get_identity(request: Request) -> Identity:
     """Set by the guard middleware (``api/security.py``) for every /v1 request."""
-    identity = getattr(request.state, "identity", None)
+    identity: Identity | None = getattr(request.state, "identity", None)
     if identity is None:  # only reachable if a /v1 route were mounted outside the guard
         raise HTTPException(status_code=401, detail="not authenticated")
     return identity

@@ -8,8 +8,8 @@ from fastapi import APIRouter, HTTPException, Query
 from fastapi.responses import HTMLResponse, PlainTextResponse
 from pydantic import BaseModel, ConfigDict, Field
 
+from search_service import service
 from search_service.api.deps import IdentityDep, MetricsDep, RetrieverDep, SettingsDep, StoreDep
-from search_service.gaps import find_gaps, gaps_report, report_html, report_markdown
 from search_service.store import UnknownAnswer
 
 router = APIRouter(prefix="/v1", tags=["feedback"])
@@ -41,7 +41,7 @@ def post_feedback(body: FeedbackIn, store: StoreDep, identity: IdentityDep, requ
     return FeedbackOut(answer_id=saved.answer_id, rating=saved.rating, comment=saved.comment)
 
 
-@router.get("/analytics/gaps")
+@router.get("/analytics/gaps", response_model=None)
 def get_gaps(
     store: StoreDep,
     retriever: RetrieverDep,
@@ -49,13 +49,13 @@ def get_gaps(
     identity: IdentityDep,
     days: Annotated[int | None, Query(ge=1, le=3650, description="Only questions from the last N days.")] = None,
     format: Annotated[Literal["json", "markdown", "html"], Query(description="Output format.")] = "json",
-):
+) -> dict[str, object] | PlainTextResponse | HTMLResponse:
     """Unanswered and down-rated questions grouped by meaning, with owners to route them to."""
     identity.require_admin()
-    report = gaps_report(find_gaps(store, retriever, days=days), retriever, settings.current_date())
+    report = service.content_gaps(store, retriever, settings=settings, days=days)
     if format == "markdown":
-        return PlainTextResponse(report_markdown(report), media_type="text/markdown")
+        return PlainTextResponse(service.render_gaps(report, "markdown"), media_type="text/markdown")
     if format == "html":
-        return HTMLResponse(report_html(report))
-    return report
+        return HTMLResponse(service.render_gaps(report, "html"))
+    return report.as_dict()
 

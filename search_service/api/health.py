@@ -5,28 +5,21 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
+from search_service import service
+
 router = APIRouter(tags=["health"])
 
 
 @router.get("/healthz")
-def healthz() -> dict:
+def healthz() -> dict[str, str]:
     """The process is up."""
     return {"status": "ok"}
 
 
-@router.get("/readyz")
-def readyz(request: Request):
+@router.get("/readyz", response_model=None)
+def readyz(request: Request) -> dict[str, object] | JSONResponse:
     """The index is loaded; includes a summary of its manifest and the ranking weights in force."""
     retriever = getattr(request.app.state, "retriever", None)
     if retriever is None:
         return JSONResponse({"status": "not ready", "message": "index not loaded"}, status_code=503)
-    manifest = retriever.index.manifest
-    p = retriever.params
-    return {
-        "status": "ready",
-        "index": {key: manifest.get(key) for key in
-                  ("model", "dimension", "chunker_version", "index_type", "pages", "chunks", "built_at", "content_hash")},
-        "ranking": {"fusion_weights": [p.dense_weight, p.chunk_keyword_weight, p.page_keyword_weight],
-                    "rerank_weight": p.rerank_weight, "rerank_depth": p.rerank_depth,
-                    "content_tuning": manifest.get("tuning")},  # the content's .kb-tuning.json, if any
-    }
+    return service.readiness(retriever)

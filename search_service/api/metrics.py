@@ -4,17 +4,21 @@ from __future__ import annotations
 
 import datetime as dt
 import time
+from collections.abc import Awaitable, Callable
+from typing import Any
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, FastAPI, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 router = APIRouter(tags=["metrics"])
+
+CallNext = Callable[[Request], Awaitable[Response]]
 
 
 class Metrics:
     """One registry per app, so several apps in one process (tests) do not collide."""
 
-    def __init__(self, app) -> None:
+    def __init__(self, app: FastAPI) -> None:
         self.registry = CollectorRegistry()
         self.requests = Counter("kb_http_requests_total", "HTTP requests", ["endpoint", "method", "status"],
                                 registry=self.registry)
@@ -42,19 +46,19 @@ class Metrics:
         return declined / total if total else 0.0
 
 
-def _manifest(app) -> dict:
+def _manifest(app: FastAPI) -> dict[str, Any]:
     retriever = getattr(app.state, "retriever", None)
-    return retriever.index.manifest if retriever is not None else {}
+    return dict(retriever.index.manifest) if retriever is not None else {}
 
 
-def _index_age(app) -> float:
+def _index_age(app: FastAPI) -> float:
     built = _manifest(app).get("built_at")
     if not built:
         return 0.0
     return (dt.datetime.now(dt.UTC) - dt.datetime.fromisoformat(built)).total_seconds()
 
 
-async def record_request(request: Request, call_next):
+async def record_request(request: Request, call_next: CallNext) -> Response:
     """Middleware: count and time every request under its route template (not the raw path)."""
     started = time.perf_counter()
     status = 500

@@ -6,9 +6,9 @@ from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Query
 
+from search_service import service
 from search_service.api.deps import IdentityDep, RetrieverDep, SettingsDep
-from search_service.ranking.retriever import Filters
-from search_service.results import SearchResponse, search_response
+from search_service.responses import SearchResponse
 
 router = APIRouter(prefix="/v1", tags=["search"])
 
@@ -29,5 +29,5 @@ def search(
     """Pages that answer ``q``, best first, each linking to its best section."""
     if not q.strip():
         raise HTTPException(status_code=400, detail="q is blank: type a question or some keywords")
-    filters = Filters(tuple(type or ()), tuple(tag or ()), tuple(audience or ()))
-    return search_response(retriever, q.strip(), k=k, filters=filters, settings=settings, viewer=identity.viewer)
+    filters = service.make_filters(type or (), tag or (), audience or ())
+    return service.search(retriever, q, settings=settings, k=k, filters=filters, viewer=identity.viewer)

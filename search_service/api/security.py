@@ -6,13 +6,14 @@ import math
 import time
 
 from fastapi import Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 
 from search_service.api.deps import Identity
+from search_service.api.metrics import CallNext
 from search_service.auth import AuthError, identity_from_proxy, identity_from_token, is_loopback
 
 
-def _error(status: int, message: str, headers: dict | None = None) -> JSONResponse:
+def _error(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
     return JSONResponse({"error": {"status": status, "message": message}}, status_code=status, headers=headers)
 
 
@@ -53,7 +54,7 @@ def resolve_identity(request: Request) -> Identity:
     return Identity(user_id=f"local:{host}", admin=True)
 
 
-async def guard(request: Request, call_next):
+async def guard(request: Request, call_next: CallNext) -> Response:
     """Middleware: reject oversized bodies, authenticate /v1 calls, and rate-limit them per identity.
 
     Everything outside /v1 (health checks, metrics, the API schema, the site) is open.
