@@ -61,8 +61,8 @@ LITTLE_GAIN_BELOW = 1.5
 # A judgment: speed ratios within 5% of 1 read "about as fast" rather than faster or slower.
 SAME_SPEED_BAND = 0.05
 # The numbers the report may print that are not measurements (the test checks every other number).
-THRESHOLDS = (*(g.at_least or g.at_most for g in GOALS if g.at_least or g.at_most),
-              ONNX_SPEEDUP_GOAL, ONNX_RECALL_LOSS_ALLOWED, LITTLE_GAIN_BELOW)
+THRESHOLDS: tuple[float, ...] = (*(t for g in GOALS for t in (g.at_least, g.at_most) if t is not None),
+                                 ONNX_SPEEDUP_GOAL, ONNX_RECALL_LOSS_ALLOWED, LITTLE_GAIN_BELOW)
 
 # A sentence: alternative templates, the most detailed first; the first whose measurements exist is used.
 Sentence = tuple[str, ...]

@@ -61,7 +61,7 @@ def unexplained_numbers(report: str, results: dict[str, Any]) -> list[str]:
     return out
 
 
-def test_every_number_in_the_report_comes_from_the_results_or_a_named_threshold():
+def test_every_number_in_the_report_comes_from_the_results_or_a_named_threshold() -> None:
     results = derive(raw_results())
     report = render(results)
     assert len(NUMBER.findall(report)) > 60  # the check below sees the report's figures
@@ -69,14 +69,14 @@ def test_every_number_in_the_report_comes_from_the_results_or_a_named_threshold(
     assert unexplained_numbers(report + "\nabout 75 KB a section, 7.5 GB at 100k sections.", results) == ["75", "7.5"]
 
 
-def test_the_committed_report_is_the_rendering_of_the_committed_results():
+def test_the_committed_report_is_the_rendering_of_the_committed_results() -> None:
     results = json.loads((ROOT / "benchmarks" / "results.json").read_text(encoding="utf-8"))
     assert derive(results) == results  # derived figures are up to date with the measurements
     assert (ROOT / "docs" / "benchmarks.md").read_text(encoding="utf-8") == render(results)
     assert unexplained_numbers(render(results), results) == []
 
 
-def test_onnx_verdict_follows_the_measured_speedup():
+def test_onnx_verdict_follows_the_measured_speedup() -> None:
     slow = raw_results()
     report = render(derive(slow))
     assert "**not met**" in report and "gains little for indexing (1.29×)" in report
@@ -94,7 +94,7 @@ def test_onnx_verdict_follows_the_measured_speedup():
     assert "**not met**" in report and "quality drops" in report and "does not pay off" in report
 
 
-def test_little_gain_threshold_decides_the_wording():
+def test_little_gain_threshold_decides_the_wording() -> None:
     results = raw_results()
     results["onnx"]["onnx_int8_index_seconds"] = results["onnx"]["torch_index_seconds"] / (LITTLE_GAIN_BELOW + 0.01)
     assert "gains little" not in render(derive(results))
@@ -103,13 +103,13 @@ def test_little_gain_threshold_decides_the_wording():
     assert ONNX_SPEEDUP_GOAL > LITTLE_GAIN_BELOW
 
 
-def test_speed_phrases_follow_the_ratio():
+def test_speed_phrases_follow_the_ratio() -> None:
     assert speed_phrase(1.29) == "1.29× faster"
     assert speed_phrase(1.02) == "1.02×, about as fast"
     assert speed_phrase(0.8) == "0.8× as fast (slower)"
 
 
-def test_a_goal_miss_is_explained_with_this_runs_numbers():
+def test_a_goal_miss_is_explained_with_this_runs_numbers() -> None:
     results = raw_results()
     report = render(derive(results))
     # 17.75 / 6.25 = 2.84: misses the 1.5 goal; the parts come from the in-process and HTTP timings.
@@ -123,7 +123,7 @@ def test_a_goal_miss_is_explained_with_this_runs_numbers():
     assert "of a 9.0 ms search" not in report and "/v1/search p50 ÷ query embedding** (" not in report
 
 
-def test_missing_measurements_leave_their_sentences_out():
+def test_missing_measurements_leave_their_sentences_out() -> None:
     results = raw_results()
     del results["http"]["inprocess_search_p50_ms"], results["onnx"], results["scale"], results["load"]["ask_share"]
     report = render(derive(results))
@@ -134,7 +134,7 @@ def test_missing_measurements_leave_their_sentences_out():
     assert unexplained_numbers(report, derive(results)) == []
 
 
-def test_derive_recomputes_figures_from_the_stored_measurements_only():
+def test_derive_recomputes_figures_from_the_stored_measurements_only() -> None:
     stored = raw_results()
     stored["onnx"]["meets_goal"] = True  # a verdict an older run stored; the report decides verdicts now
     results = derive(stored)
