@@ -106,8 +106,8 @@ def measure_indexing(embedder: Any, work: Path) -> dict[str, Any]:
     reindex, incremental = timed(lambda: subject.build(content, index_dir, embedder))
     say(f"   re-embedded {incremental.embedded} chunk(s) in {reindex:.2f}s")
     return {"pages": pages, "chunks": full.chunks, "tokens": tokens, "batch_size": subject.batch_size(embedder),
-            "build_seconds": round(build, 4), "raw_forward_seconds": round(raw, 4), "artifact_bytes": artifact,
-            "reindex_seconds": round(reindex, 4), "reindex_embedded": incremental.embedded}
+            "build_seconds": round(build, 3), "raw_forward_seconds": round(raw, 3), "artifact_bytes": artifact,
+            "reindex_seconds": round(reindex, 3), "reindex_embedded": incremental.embedded}
 
 
 def _in_process_ms(embedder: Any, index_dir: Path, sample: list[str]) -> tuple[float, float]:

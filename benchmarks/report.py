@@ -254,7 +254,7 @@ def load_section(results: Results) -> list[str]:
 
 def render(results: Results) -> str:
     """The whole of docs/benchmarks.md for ``results`` (already passed through ``figures.derive``)."""
-    run = " (a quick run: smaller samples)" if results.get("quick") else ""
+    run = ", in a quick run with smaller samples" if results.get("quick") else ""
     lines = ["---", "title: Benchmarks", "---", "", "# Benchmarks", "",
              f"Measured by `scripts/bench` on {results['machine']} ({results['date']}){run}. Each goal is a ratio of "
              "two timings taken in the same run, so the machine's speed cancels out; the goals are those of issue #7. "

@@ -143,3 +143,11 @@ def test_derive_recomputes_figures_from_the_stored_measurements_only() -> None:
     assert results["load"]["search_share"] == 0.75
     assert "meets_goal" not in results["onnx"]
     assert derive(results) == results and "ratio_build_vs_raw" not in stored["indexing"]
+
+
+def test_latency_is_split_into_parts_only_when_the_medians_nest() -> None:
+    results = raw_results()
+    results["http"]["inprocess_search_p50_ms"] = 19.0  # in-process slower than over HTTP: a noisy run
+    derived = derive(results)
+    assert "serving_overhead_ms" not in derived["http"] and "ranking_beyond_embedding_ms" not in derived["http"]
+    assert "a search (17.75 ms p50) is one query embedding (6.25 ms) plus 11.5 ms of work" in render(derived)
