@@ -10,6 +10,7 @@ import asyncio
 import json
 import random
 import time
+from typing import Any
 
 import httpx
 import numpy as np
@@ -23,7 +24,9 @@ QUESTIONS = [
 ]
 
 
-async def _client(url: str, deadline: float, ask_share: float, results: dict, seed: int, headers: dict) -> None:
+async def _client(url: str, deadline: float, ask_share: float, results: dict[str, Any], seed: int,
+                  headers: dict[str, str]) -> None:
+    """One client: random questions, an ask with probability ``ask_share``, until the deadline."""
     rng = random.Random(seed)
     async with httpx.AsyncClient(base_url=url, timeout=60, headers=headers) as client:
         while time.monotonic() < deadline:
@@ -44,16 +47,16 @@ async def _client(url: str, deadline: float, ask_share: float, results: dict, se
 
 
 def run_load(url: str, *, clients: int = 32, duration: float = 60.0, ask_share: float = 0.3,
-             headers: dict | None = None) -> dict:
+             headers: dict[str, str] | None = None) -> dict[str, Any]:
     """Run the load and return request counts, errors and p50/p99 latencies (ms) per endpoint."""
-    results = {name: {"latency": [], "errors": 0} for name in ("search", "ask")}
+    results: dict[str, Any] = {name: {"latency": [], "errors": 0} for name in ("search", "ask")}
     deadline = time.monotonic() + duration
 
     async def main() -> None:
         await asyncio.gather(*(_client(url, deadline, ask_share, results, i, headers or {}) for i in range(clients)))
 
     asyncio.run(main())
-    summary = {"clients": clients, "duration_s": duration}
+    summary: dict[str, Any] = {"clients": clients, "duration_s": duration, "ask_share": ask_share}
     for name, data in results.items():
         latency = np.array(data["latency"]) * 1000
         summary[name] = {

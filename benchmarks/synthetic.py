@@ -12,16 +12,21 @@ import datetime as dt
 import json
 import os
 from pathlib import Path
+from typing import Any
 
 import faiss
 import numpy as np
 
-from search_service.indexing.build import FORMAT_VERSION, _make_faiss
-from search_service.indexing.chunking import CHUNKER_VERSION
-from search_service.indexing.embedding import PACKAGED_MODEL_ID
-from search_service.indexing.keyword import KeywordIndex
+from benchmarks.subject import CHUNKER_VERSION, FORMAT_VERSION, PACKAGED_MODEL_ID, KeywordIndex, make_faiss
 
-WORDS = ["pilot", "production", "model", "data", "governance", "risk", "review", "budget", "funding", "platform", "api", "adoption", "training", "monitoring", "drift", "incident", "registry", "deployment", "pipeline", "template", "business", "case", "owner", "sponsor", "vendor", "contract", "metric", "kpi", "scale", "roadmap", "hub", "spoke", "champion", "change", "process", "document", "extraction", "review", "checklist", "security", "compliance", "privacy", "retention", "cost", "value", "department", "team", "portfolio", "intake"]
+WORDS = [
+    "pilot", "production", "model", "data", "governance", "risk", "review", "budget", "funding", "platform",
+    "api", "adoption", "training", "monitoring", "drift", "incident", "registry", "deployment", "pipeline",
+    "template", "business", "case", "owner", "sponsor", "vendor", "contract", "metric", "kpi", "scale",
+    "roadmap", "hub", "spoke", "champion", "change", "process", "document", "extraction", "review",
+    "checklist", "security", "compliance", "privacy", "retention", "cost", "value", "department", "team",
+    "portfolio", "intake",
+]
 
 
 def write_synthetic_index(directory: Path, n_chunks: int, *, index_type: str = "flat", dimension: int = 384,
@@ -40,16 +45,17 @@ def write_synthetic_index(directory: Path, n_chunks: int, *, index_type: str = "
     n_pages = max(1, n_chunks // chunks_per_page)
     build = directory / "builds" / "synthetic"
     build.mkdir(parents=True, exist_ok=True)
-    faiss.write_index(_make_faiss(vectors, index_type), str(build / "dense.faiss"))
+    faiss.write_index(make_faiss(vectors, index_type), str(build / "dense.faiss"))
     KeywordIndex.build(texts).save(build / "bm25")
-    pages = {}
+    pages: dict[str, dict[str, Any]] = {}
     page_texts = []
     with open(build / "chunks.jsonl", "w", encoding="utf-8") as handle:
         for i, text in enumerate(texts):
-            page = f"area-{(i // chunks_per_page) % 50}/page-{i // chunks_per_page}.md"
-            handle.write(json.dumps({"page_path": page, "title": f"Synthetic page {i // chunks_per_page}",
-                                     "heading_path": [f"Section {i % chunks_per_page}"], "anchor": f"section-{i % chunks_per_page}",
-                                     "text": text, "ordinal": i % chunks_per_page, "part": 0, "kind": "text",
+            number, section = divmod(i, chunks_per_page)
+            page = f"area-{number % 50}/page-{number}.md"
+            handle.write(json.dumps({"page_path": page, "title": f"Synthetic page {number}",
+                                     "heading_path": [f"Section {section}"], "anchor": f"section-{section}",
+                                     "text": text, "ordinal": section, "part": 0, "kind": "text",
                                      "blocks": [text]}) + "\n")
     for p in range(n_pages):
         page = f"area-{p % 50}/page-{p}.md"

@@ -8,6 +8,7 @@ import hmac
 import ipaddress
 import json
 import secrets
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from sqlalchemy import select
@@ -27,6 +28,8 @@ class AuthError(Exception):
 
 @dataclass(frozen=True)
 class TokenInfo:
+    """An API token as `kb token list` shows it (never the token itself)."""
+
     name: str
     groups: list[str]
     admin: bool
@@ -35,6 +38,7 @@ class TokenInfo:
 
 
 def _hash(token: str) -> str:
+    """SHA-256 of a token: enough for random 32-byte tokens, which no dictionary attack can guess."""
     return hashlib.sha256(token.encode()).hexdigest()
 
 
@@ -49,12 +53,14 @@ def create_token(store: Store, name: str, groups: list[str], *, admin: bool = Fa
 
 
 def list_tokens(store: Store) -> list[TokenInfo]:
+    """Every token, revoked ones included, ordered by name."""
     with store.session() as session:
         rows = session.scalars(select(ApiToken).order_by(ApiToken.name)).all()
     return [TokenInfo(r.name, json.loads(r.groups), r.admin, r.created_at, r.revoked_at) for r in rows]
 
 
 def revoke_token(store: Store, name: str) -> None:
+    """Mark a token revoked (revoking twice keeps the first time); raises KeyError for an unknown name."""
     with store.session.begin() as session:
         row = session.get(ApiToken, name)
         if row is None:
@@ -76,6 +82,7 @@ def identity_from_token(store: Store, header: str | None) -> tuple[str, frozense
 
 
 def _trusted(host: str, trusted: str) -> bool:
+    """True when ``host`` is an IP inside one of the comma-separated networks in ``trusted``."""
     try:
         address = ipaddress.ip_address(host)
     except ValueError:
@@ -89,7 +96,7 @@ def _trusted(host: str, trusted: str) -> bool:
     return False
 
 
-def identity_from_proxy(headers, client_host: str, trusted_proxies: str) -> tuple[str, frozenset[str]]:
+def identity_from_proxy(headers: Mapping[str, str], client_host: str, trusted_proxies: str) -> tuple[str, frozenset[str]]:
     """(user id, groups) from oauth2-proxy style headers, only when the request comes from a trusted proxy."""
     if not _trusted(client_host, trusted_proxies):
         raise AuthError(403, "requests must come through the SSO proxy (this address is not in KB_TRUSTED_PROXIES)")

@@ -13,7 +13,9 @@ import hmac
 import json
 import logging
 import secrets
+from enum import StrEnum
 from pathlib import Path
+from typing import Any, cast
 
 from sqlalchemy import (
     Boolean,
@@ -30,18 +32,30 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import CursorResult, Engine
+from sqlalchemy.engine.interfaces import DBAPIConnection
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, sessionmaker
+from sqlalchemy.pool import ConnectionPoolEntry
+
+from search_service.settings import Settings
 
 logger = logging.getLogger(__name__)
 MIGRATIONS = Path(__file__).parent / "migrations"
 
 
 class Base(DeclarativeBase):
-    pass
+    """The declarative base of every table; its metadata is what Alembic migrates."""
+
+
+class GapReason(StrEnum):
+    """Why a logged question counts as a content gap (a StrEnum: it equals its string value)."""
+
+    unanswered = "unanswered"
+    rated_down = "rated down"
 
 
 def utcnow() -> dt.datetime:
+    """The current time, timezone-aware in UTC (the default of every timestamp column)."""
     return dt.datetime.now(dt.UTC)
 
 
@@ -113,7 +127,7 @@ class Store:
         self.engine: Engine = create_engine(url, pool_pre_ping=True, future=True)
         if self.engine.dialect.name == "sqlite":
             @event.listens_for(self.engine, "connect")
-            def _sqlite_pragmas(connection, _record):  # concurrent writers wait instead of failing
+            def _sqlite_pragmas(connection: DBAPIConnection, _record: ConnectionPoolEntry) -> None:  # writers wait, not fail
                 cursor = connection.cursor()
                 cursor.execute("PRAGMA journal_mode=WAL")
                 cursor.execute("PRAGMA busy_timeout=10000")
@@ -122,7 +136,8 @@ class Store:
         self.session = sessionmaker(self.engine, expire_on_commit=False)
 
     @classmethod
-    def from_settings(cls, settings) -> Store:
+    def from_settings(cls, settings: Settings) -> Store:
+        """The store at ``KB_DATABASE_URL``; refuses a per-replica secret when users are identified."""
         if not settings.user_hash_secret and settings.auth != "none":
             # Replicas must share one secret, or the same person gets a different id on each.
             raise ValueError("set KB_USER_HASH_SECRET (the same long random value on every replica) when KB_AUTH is "
@@ -148,6 +163,7 @@ class Store:
 
     def log_ask(self, *, answer_id: str, question: str, answered: bool, confidence: float, cited_pages: list[str],
                 latency_ms: float, mode: str, fallback: str | None, user_id: str) -> None:
+        """Log one answered (or abstained) question under its answer id, with the user's hash only."""
         with self.session.begin() as session:
             session.add(AskLog(id=answer_id, question=question, answered=answered, confidence=confidence,
                                cited_pages=json.dumps(cited_pages), latency_ms=latency_ms, mode=mode,
@@ -168,7 +184,10 @@ class Store:
                       "created_at": statement.excluded.created_at})
             session.execute(statement)
         with self.session() as session:
-            return session.get(Feedback, answer_id)
+            saved = session.get(Feedback, answer_id)
+        if saved is None:  # the answer was purged between the write and this read
+            raise UnknownAnswer(answer_id)
+        return saved
 
     def purge(self, older_than_days: int) -> int:
         """Delete ask logs (and their feedback) older than the retention period; returns rows deleted."""
@@ -176,10 +195,12 @@ class Store:
         with self.session.begin() as session:
             session.execute(delete(Feedback).where(Feedback.answer_id.in_(
                 select(AskLog.id).where(AskLog.created_at < cutoff))))
-            result = session.execute(delete(AskLog).where(AskLog.created_at < cutoff))
+            # A DELETE's result is a CursorResult (it has rowcount); Session.execute is typed as the general Result.
+            result = cast(CursorResult[Any], session.execute(delete(AskLog).where(AskLog.created_at < cutoff)))
             return result.rowcount or 0
 
     def counts(self) -> dict[str, int]:
+        """Totals of asks, unanswered asks, and answers rated up and down."""
         with self.session() as session:
             asks = session.scalar(select(func.count()).select_from(AskLog)) or 0
             unanswered = session.scalar(select(func.count()).select_from(AskLog).where(AskLog.answered.is_(False))) or 0
@@ -187,20 +208,21 @@ class Store:
             down = session.scalar(select(func.count()).select_from(Feedback).where(Feedback.rating == "down")) or 0
         return {"asks": asks, "unanswered": unanswered, "feedback_up": up, "feedback_down": down}
 
-    def gap_questions(self, since: dt.datetime | None = None) -> list[tuple[AskLog, str]]:
-        """Unanswered asks and down-rated answers, with why each counts as a gap."""
+    def gap_questions(self, since: dt.datetime | None = None) -> list[tuple[AskLog, GapReason]]:
+        """Unanswered asks and down-rated answers, oldest first, with why each counts as a gap."""
         with self.session() as session:
             query = select(AskLog, Feedback.rating).outerjoin(Feedback, Feedback.answer_id == AskLog.id)
             if since is not None:
                 query = query.where(AskLog.created_at >= since)
             rows = session.execute(query.order_by(AskLog.created_at)).all()
-        out = []
+        out: list[tuple[AskLog, GapReason]] = []
         for log, rating in rows:
             if not log.answered:
-                out.append((log, "unanswered"))
+                out.append((log, GapReason.unanswered))
             elif rating == "down":
-                out.append((log, "rated down"))
+                out.append((log, GapReason.rated_down))
         return out
 
     def dispose(self) -> None:
+        """Close the engine's pooled connections."""
         self.engine.dispose()

@@ -12,7 +12,7 @@ import pytest
 from click.testing import CliRunner
 from sqlalchemy import create_engine, text
 
-from search_service.store import AskLog, Store, UnknownAnswer
+from search_service.store import AskLog, GapReason, Store, UnknownAnswer
 from tests.conftest import TODAY, LiveServer
 
 pytestmark = pytest.mark.slow
@@ -87,6 +87,17 @@ def test_retention_deletes_old_rows_and_their_feedback(store):
     assert [q.question for q, _ in store.gap_questions()] == [] and new
 
 
+def test_gap_questions_say_why_each_is_a_gap(store):
+    log(store, "rated up", answered=True)
+    down = log(store, "rated down", answered=True)
+    log(store, "declined", answered=False)
+    store.add_feedback(answer_id=down, rating="down", comment="", user_id="u")
+    reasons = {q.question: reason for q, reason in store.gap_questions()}
+    assert reasons == {"rated down": GapReason.rated_down, "declined": GapReason.unanswered}
+    # gaps.py and the reports compare with the plain strings the store has always returned
+    assert reasons["rated down"] == "rated down" and reasons["declined"] == "unanswered"
+
+
 @pytest.fixture
 def service(retriever, database_url, tmp_path):
     from search_service.api import create_app
@@ -94,9 +105,9 @@ def service(retriever, database_url, tmp_path):
 
     settings = Settings(today=TODAY, site_dir=tmp_path / "no-site", database_url=database_url, user_hash_secret="s3cret",
                         rate_limit_per_minute=100_000)
-    with LiveServer(create_app(settings, retriever=retriever, serve_site=False)) as server:
-        with httpx.Client(base_url=server.url, timeout=60) as client:
-            yield client, settings
+    with LiveServer(create_app(settings, retriever=retriever, serve_site=False)) as server, \
+            httpx.Client(base_url=server.url, timeout=60) as client:
+        yield client, settings
 
 
 def test_feedback_endpoint(service):
@@ -162,7 +173,8 @@ def test_metrics_expose_requests_answers_feedback_and_index(service):
 CLUSTERS = {
     "vpn": ["how do I reset my VPN password?", "my VPN login keeps failing, who resets it?",
             "forgot the password for the company VPN", "VPN password expired, how to change it"],
-    "travel": ["what is the daily meal allowance on business trips abroad?", "how much can I claim for dinner when travelling for work?",
+    "travel": ["what is the daily meal allowance on business trips abroad?",
+               "how much can I claim for dinner when travelling for work?",
                "per diem for food on international business travel", "travel expense limit for meals abroad"],
     "gpu": ["should we buy H100 or A100 GPUs for training?", "which GPU model should our team order for the new cluster?",
             "H100 versus A100 for fine-tuning, which to purchase", "best GPU hardware to buy for model training"],

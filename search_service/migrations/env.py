@@ -1,5 +1,7 @@
 """Alembic environment: runs on the connection the Store hands over (or the configured URL)."""
 
+from __future__ import annotations
+
 from alembic import context
 from sqlalchemy import engine_from_config, pool
 
@@ -10,6 +12,7 @@ target_metadata = Base.metadata
 
 
 def run() -> None:
+    """Apply the migrations on the Store's open connection, or on a new one to ``sqlalchemy.url``."""
     connection = config.attributes.get("connection")
     if connection is not None:
         context.configure(connection=connection, target_metadata=target_metadata)

@@ -6,7 +6,10 @@ from mkdocs.config import config_options as c
 from mkdocs.config.base import Config
 
 
-class PortalConfig(Config):
+# mkdocs' Config.__init_subclass__ (which collects the options below) has no annotations.
+class PortalConfig(Config):  # type: ignore[no-untyped-call]
+    """The plugin's options, each with its default, as written under ``kb-portal:`` in mkdocs.yml."""
+
     # Turn the plugin off without removing it from mkdocs.yml.
     enabled = c.Type(bool, default=True)
     # Folder of playbook Markdown, relative to mkdocs.yml, mounted at the site root.

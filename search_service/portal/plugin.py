@@ -13,9 +13,12 @@ import posixpath
 from collections import defaultdict
 from pathlib import Path
 
+from mkdocs.config.defaults import MkDocsConfig
 from mkdocs.plugins import BasePlugin
+from mkdocs.structure import StructureItem
 from mkdocs.structure.files import File, Files, InclusionLevel
 from mkdocs.structure.nav import Navigation, Section
+from mkdocs.structure.pages import Page as SitePage
 from mkdocs.utils import get_relative_url
 
 from search_service.content import Audience, Page, PageType, load_content
@@ -37,6 +40,7 @@ TYPE_TITLES = {
 
 
 def _esc(value: object) -> str:
+    """HTML-escape a value, quotes included (it may land in an attribute)."""
     return html.escape(str(value), quote=True)
 
 
@@ -46,6 +50,7 @@ def _link(from_uri: str, to_uri: str) -> str:
 
 
 def _page_table(pages: list[Page], from_uri: str, today: dt.date) -> str:
+    """A Markdown table of pages (title link, summary, owner, last reviewed), by title."""
     rows = ["| Page | Summary | Owner | Last reviewed |", "| --- | --- | --- | --- |"]
     for page in sorted(pages, key=lambda p: p.meta.title.lower()):
         meta = page.meta
@@ -58,15 +63,36 @@ def _page_table(pages: list[Page], from_uri: str, today: dt.date) -> str:
     return "\n".join(rows)
 
 
-class PortalPlugin(BasePlugin[PortalConfig]):
+def _top_folder(item: StructureItem) -> str | None:
+    """The top-level content folder a navigation item comes from (the first page's, for a section)."""
+    if isinstance(item, Section):
+        for child in item.children:
+            name = _top_folder(child)
+            if name:
+                return name
+        return None
+    if isinstance(item, SitePage) and "/" in item.file.src_uri:
+        return item.file.src_uri.split("/", 1)[0]
+    return None
+
+
+def _included_file(path: str, root: Path, config: MkDocsConfig) -> File:
+    """A source file from outside docs_dir, built like one of the docs."""
+    return File(path, str(root), config.site_dir, config.use_directory_urls, inclusion=InclusionLevel.INCLUDED)
+
+
+# mkdocs' BasePlugin.__init_subclass__ (which checks the config class) has no annotations.
+class PortalPlugin(BasePlugin[PortalConfig]):  # type: ignore[no-untyped-call]
     """Mount ``playbooks/`` into the site with headers, stale banners and catalog pages."""
+
+    content_root: Path  # set in on_config, from the mkdocs.yml folder and the content_dir option
 
     def __init__(self) -> None:
         self.pages: dict[str, Page] = {}
         self.today = dt.date.today()
 
     # Resolve the content folder and "today"; add the header stylesheet.
-    def on_config(self, config):
+    def on_config(self, config: MkDocsConfig) -> MkDocsConfig:
         if not self.config.enabled:
             return config
         base = Path(config.config_file_path or ".").resolve().parent
@@ -80,7 +106,7 @@ class PortalPlugin(BasePlugin[PortalConfig]):
         return config
 
     # Add every playbook page (and asset) plus the generated catalog pages to the site.
-    def on_files(self, files: Files, config) -> Files:
+    def on_files(self, files: Files, config: MkDocsConfig) -> Files:
         if not self.config.enabled:
             return files
         content = load_content(self.content_root)
@@ -95,11 +121,11 @@ class PortalPlugin(BasePlugin[PortalConfig]):
                 log.warning("%s exists in both docs and %s; the docs copy wins", page.path, self.content_root)
                 continue
             self.pages[page.path] = page
-            files.append(File(page.path, str(self.content_root), config.site_dir, config.use_directory_urls, inclusion=InclusionLevel.INCLUDED))
+            files.append(_included_file(page.path, self.content_root, config))
         for asset in sorted(self.content_root.rglob("*")):
             rel = asset.relative_to(self.content_root).as_posix()
             if asset.is_file() and asset.suffix != ".md" and not rel.startswith(".") and files.get_file_from_path(rel) is None:
-                files.append(File(rel, str(self.content_root), config.site_dir, config.use_directory_urls, inclusion=InclusionLevel.INCLUDED))
+                files.append(_included_file(rel, self.content_root, config))
         files.append(File.generated(config, CSS_URI, abs_src_path=str(ASSETS / "kb-portal.css")))
         files.append(File.generated(config, JS_URI, abs_src_path=str(ASSETS / "kb-ask.js")))
         if self.config.catalog:
@@ -133,7 +159,8 @@ class PortalPlugin(BasePlugin[PortalConfig]):
         )
         for uri, title, groups in (
             ("catalog/by-type.md", "Catalog by type", [(TYPE_TITLES[t], by_type[t]) for t in PageType if by_type[t]]),
-            ("catalog/by-audience.md", "Catalog by audience", [(a.value.capitalize(), by_audience[a]) for a in Audience if by_audience[a]]),
+            ("catalog/by-audience.md", "Catalog by audience",
+             [(a.value.capitalize(), by_audience[a]) for a in Audience if by_audience[a]]),
         ):
             parts = [f"---\ntitle: {title}\n---\n"]
             for heading, group in groups:
@@ -149,7 +176,7 @@ class PortalPlugin(BasePlugin[PortalConfig]):
         return out
 
     # Prepend the header (type, owner, status, last reviewed) and the stale/deprecated banners.
-    def on_page_markdown(self, markdown: str, page, config, files: Files) -> str:
+    def on_page_markdown(self, markdown: str, page: SitePage, config: MkDocsConfig, files: Files) -> str:
         source = self.pages.get(page.file.src_uri)
         if source is None or page.file.generated_by:
             return markdown
@@ -163,6 +190,7 @@ class PortalPlugin(BasePlugin[PortalConfig]):
         return self.page_header(source, page.file.src_uri, files) + markdown
 
     def page_header(self, source: Page, src_uri: str, files: Files) -> str:
+        """HTML put above a page's Markdown: badges, summary, and the stale and deprecated banners."""
         meta = source.meta
         parts = [
             f'<span class="kb-badge kb-type-{_esc(meta.type.value)}">{_esc(meta.type.value)}</span>',
@@ -189,10 +217,12 @@ class PortalPlugin(BasePlugin[PortalConfig]):
             )
         if meta.status.value == "deprecated":
             target = files.get_file_from_path(meta.superseded_by) if meta.superseded_by else None
+            own = files.get_file_from_path(src_uri)
             replacement = ""
-            if target is not None:
+            if target is not None and own is not None:
                 title = self.pages[target.src_uri].meta.title if target.src_uri in self.pages else target.src_uri
-                replacement = f' Use <a href="{_esc(get_relative_url(target.url, files.get_file_from_path(src_uri).url))}">{_esc(title)}</a> instead.'
+                href = get_relative_url(target.url, own.url)
+                replacement = f' Use <a href="{_esc(href)}">{_esc(title)}</a> instead.'
             out.append(
                 '<div class="admonition danger kb-deprecated" role="note">\n<p class="admonition-title">Deprecated</p>\n'
                 f"<p>This page is no longer maintained.{replacement}</p>\n</div>\n"
@@ -200,32 +230,20 @@ class PortalPlugin(BasePlugin[PortalConfig]):
         return "\n".join(out) + "\n"
 
     # Order and title the top-level sections so a new employee finds their way.
-    def on_nav(self, nav: Navigation, config, files: Files) -> Navigation:
+    def on_nav(self, nav: Navigation, config: MkDocsConfig, files: Files) -> Navigation:
         if not self.config.enabled:
             return nav
-        order = {name: i for i, name in enumerate(self.config.section_order)}
-
-        def folder(item) -> str | None:
-            if isinstance(item, Section):
-                for child in item.children:
-                    name = folder(child)
-                    if name:
-                        return name
-                return None
-            file = getattr(item, "file", None)
-            return file.src_uri.split("/", 1)[0] if file is not None and "/" in file.src_uri else None
-
+        order: dict[str | None, int] = {name: i for i, name in enumerate(self.config.section_order)}
         for item in nav.items:
-            name = folder(item)
+            name = _top_folder(item)
             if isinstance(item, Section) and name in self.config.section_titles:
                 item.title = self.config.section_titles[name]
 
-        def key(indexed):
+        def key(indexed: tuple[int, StructureItem]) -> tuple[int, int]:
             index, item = indexed
-            name = folder(item) if isinstance(item, Section) else None
             if not isinstance(item, Section):
                 return (-1, index)  # top-level pages (home, ask, contributing) first
-            return (order.get(name, len(order)), index)
+            return (order.get(_top_folder(item), len(order)), index)
 
         nav.items[:] = [item for _, item in sorted(enumerate(nav.items), key=key)]
         return nav
