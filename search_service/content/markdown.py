@@ -2,7 +2,8 @@
 
 Chunking, the linter and title inference all read this parse, so a list, a table or a code fence
 is recognised the same way everywhere. The parser is CommonMark (markdown-it-py) with the GFM
-``table`` rule and Python-Markdown style admonitions (``!!! note "Title"``, ``???`` / ``???+``).
+``table`` rule, Python-Markdown style admonitions (``!!! note "Title"``, ``???`` / ``???+``) and
+footnote definitions (``[^1]: ...``, kept in place).
 
 Anchors follow Python-Markdown's ``toc`` extension, which MkDocs uses: the heading's text with
 inline markup removed, slugified, and made unique within the page (``id``, ``id_1``, ...); an
@@ -30,6 +31,7 @@ from markdown_it.rules_inline import StateInline
 from markdown_it.rules_inline.link import link as _commonmark_link
 from markdown_it.token import Token
 from mdit_py_plugins.admon import admon_plugin
+from mdit_py_plugins.footnote import footnote_plugin
 
 logger = logging.getLogger(__name__)
 
@@ -37,7 +39,8 @@ logger = logging.getLogger(__name__)
 PARSE_CACHE_SIZE = 512
 
 _LINE_BREAK_RE = re.compile(r"\r\n|\r|\n")  # how markdown-it splits lines, so its line maps index these
-_ATTR_ID_RE = re.compile(r"\s*\{[^}]*#([\w-]+)[^}]*\}\s*$")
+# attr_list's id word: "#" after "{", "{:" or a space, up to a space, "=" or "}" (``{: #\6.0 }`` -> ``\6.0``)
+_ATTR_ID_RE = re.compile(r"\s*\{:?(?:[^}]*\s)?#([^\s=}]+)[^}]*\}\s*$")
 _ATTR_RE = re.compile(r"\s*\{:?[^}]*\}\s*$")
 _TASK_RE = re.compile(r"^(\s*)[-*+] \[[ xX]\] ")
 _IMAGE_RE = re.compile(r"!\[([^\]]*)\]\([^)]*\)")
@@ -57,7 +60,7 @@ class BlockKind(StrEnum):
     table = "table"
     code = "code"
     admonition = "admonition"
-    rule = "rule"  # a thematic break (---)
+    rule = "rule"  # a thematic break (---): no text
 
 
 @dataclass(frozen=True)
@@ -178,7 +181,9 @@ def _link_with_line(state: StateInline, silent: bool) -> bool:
 
 @lru_cache(maxsize=1)
 def _parser() -> MarkdownIt:
-    parser = _SourceLinks("commonmark").enable("table").use(admon_plugin)
+    # Footnote definitions stay where they are written, as text, instead of moving to the end.
+    parser = (_SourceLinks("commonmark").enable("table").use(admon_plugin)
+              .use(footnote_plugin, inline=False, move_to_end=False))
     parser.inline.ruler.at("link", _link_with_line)
     return parser
 
@@ -235,9 +240,10 @@ _KINDS = {
 def _block(group: list[Token], lines: list[str]) -> Block | None:
     """The block a top-level token group spans, trailing blank lines left out."""
     opening = group[0]
-    if opening.map is None:
+    maps = [token.map for token in group if token.map is not None]
+    if not maps:
         return None
-    start, end = opening.map
+    start, end = min(m[0] for m in maps), max(m[1] for m in maps)
     while end > start and not lines[end - 1].strip():
         end -= 1
     kind = _KINDS.get(opening.type, BlockKind.text)
@@ -275,7 +281,7 @@ def _render(group: list[Token], lines: list[str], start: int, end: int) -> str:
 
 def _special_lines(group: list[Token]) -> dict[int, str | None]:
     """Lines not rendered as inline text: code as written, table rows as cells, admonition titles;
-    None for lines that render to nothing (code fences, a table's delimiter row)."""
+    None for lines that render to nothing (code fences, a table's delimiter row, thematic breaks)."""
     special: dict[int, str | None] = {}
     for index, token in enumerate(group):
         if token.map is None:
@@ -288,6 +294,8 @@ def _special_lines(group: list[Token]) -> dict[int, str | None]:
             special[token.map[1]] = None  # the delimiter row follows the header row
         elif token.type == "admonition_open":
             special[token.map[0]] = token.content if '"' in token.info else None
+        elif token.type == "hr":
+            special[token.map[0]] = None
     return special
 
 
