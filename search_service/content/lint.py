@@ -27,6 +27,8 @@ _EXTERNAL_RE = re.compile(r"^(?:[a-z][a-z0-9+.-]*:|//)", re.IGNORECASE)
 
 @dataclass
 class LintResult:
+    """Every problem found, and how many Markdown files were looked at."""
+
     errors: list[ContentError]
     pages_checked: int
 
