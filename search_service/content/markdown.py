@@ -252,6 +252,7 @@ def _block(group: list[Token], lines: list[str]) -> Block | None:
 
 
 def _lists_in_a_row(first: Block, second: Block, lines: list[str]) -> bool:
+    """True for two lists with nothing but blank lines between them."""
     kinds = (first.kind, second.kind) == (BlockKind.list, BlockKind.list)
     return kinds and not any(line.strip() for line in lines[first.end:second.start])
 
@@ -287,7 +288,7 @@ def _special_lines(group: list[Token]) -> dict[int, str | None]:
         if token.map is None:
             continue
         if token.type in ("fence", "code_block"):
-            special.update(_code_lines(token))
+            special.update(_code_lines(token, *token.map))
         elif token.type == "tr_open":
             special[token.map[0]] = _row_text(group, index)
         elif token.type == "thead_open":
@@ -299,10 +300,8 @@ def _special_lines(group: list[Token]) -> dict[int, str | None]:
     return special
 
 
-def _code_lines(token: Token) -> dict[int, str | None]:
+def _code_lines(token: Token, start: int, end: int) -> dict[int, str | None]:
     """Code lines as written (container indentation removed), fence lines dropped."""
-    assert token.map is not None
-    start, end = token.map
     code = token.content.split("\n")[:-1] if token.content else []
     special: dict[int, str | None] = dict.fromkeys(range(start, end))
     first = start + 1 if token.type == "fence" else start
