@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from search_service.content import parse_page
-from search_service.indexing.chunking import chunk_page, inline_to_text, iter_headings
+from search_service.content.markdown import inline_to_text, iter_headings
+from search_service.indexing.chunking import chunk_page
 
 
 def test_anchors_follow_mkdocs_slug_rules_including_duplicates():
@@ -64,3 +65,17 @@ def test_code_blocks_are_kept_whole():
     code = "```python\n" + "\n".join(f"x{i} = {i}" for i in range(5)) + "\n```"
     chunks = chunk_page(_page(f"## Code\n\n{code}\n"))
     assert chunks[0].text == "\n".join(f"x{i} = {i}" for i in range(5))
+
+
+def test_setext_underline_is_part_of_the_heading_not_of_the_text():
+    chunks = chunk_page(_page("Setext\n------\ntext here\n"))
+    assert [(c.heading_path, c.anchor, c.text) for c in chunks] == [(["Setext"], "setext", "text here")]
+
+
+def test_heading_after_a_fence_inside_a_list_item_still_starts_a_section():
+    body = "## One\n\n- item\n- ```\n  code\n  ```\n\n## Two\n\nText.\n"
+    chunks = chunk_page(_page(body))
+    assert [(c.heading_path, c.kind, c.text) for c in chunks] == [
+        (["One"], "list", "- item\ncode"),
+        (["Two"], "text", "Text."),
+    ]

@@ -119,3 +119,13 @@ def test_cli_prints_path_line_message_and_fails(content_dir):
     assert result.exit_code == 1
     assert f"{content_dir.as_posix()}/x/bad.md:3: malformed YAML front matter" in result.output
     assert "Traceback" not in result.output
+
+
+def test_reference_links_and_wrapped_link_text_are_checked_at_their_first_line(content_dir):
+    body = "Intro.\n\nSee [the\nmissing page](gone.md) and [a ref][r].\n\n[r]: also-gone.md\n"
+    write_page(content_dir, "a/source.md", page_text("Source", body=body))
+    errors = [str(e) for e in lint(content_dir)]
+    assert errors == [
+        "a/source.md:12: broken link: 'gone.md' (no page at a/gone.md)",
+        "a/source.md:13: broken link: 'also-gone.md' (no page at a/also-gone.md)",
+    ]

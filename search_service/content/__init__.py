@@ -1,5 +1,17 @@
-"""Authoring stage: the front-matter schema, loading pages, the linter and the page scaffold."""
+"""Authoring stage: the front-matter schema, loading pages, the one Markdown parse, the linter and
+the page scaffold."""
 
+from search_service.content.markdown import (
+    Block,
+    BlockKind,
+    Heading,
+    Link,
+    MarkdownDocument,
+    inline_to_text,
+    iter_headings,
+    iter_links,
+    parse_markdown,
+)
 from search_service.content.pages import (
     REQUIRED_SECTIONS,
     Audience,
@@ -27,8 +39,13 @@ __all__ = [
     "REQUIRED_SECTIONS",
     "Audience",
     "AuthoredPageMeta",
+    "Block",
+    "BlockKind",
     "ContentError",
     "ContentSet",
+    "Heading",
+    "Link",
+    "MarkdownDocument",
     "Page",
     "PageMeta",
     "PageType",
@@ -38,10 +55,14 @@ __all__ = [
     "due_for_review",
     "excluded_from_search",
     "format_validation_error",
+    "inline_to_text",
+    "iter_headings",
+    "iter_links",
     "iter_markdown_files",
     "key_line",
     "load_content",
     "page_url",
+    "parse_markdown",
     "parse_page",
     "split_front_matter",
 ]

@@ -20,15 +20,15 @@ from search_service.content import (
     key_line,
     load_content,
 )
-from search_service.indexing.chunking import iter_headings
+from search_service.content.markdown import iter_headings, iter_links
 
-_LINK_RE = re.compile(r"(?<!!)\[(?:[^\]\[]|\[[^\]]*\])*\]\(\s*<?([^)\s>]+)>?(?:\s+\"[^\"]*\")?\s*\)")
-_FENCE_RE = re.compile(r"^ {0,3}(`{3,}|~{3,})")
 _EXTERNAL_RE = re.compile(r"^(?:[a-z][a-z0-9+.-]*:|//)", re.IGNORECASE)
 
 
 @dataclass
 class LintResult:
+    """Every problem found, and how many Markdown files were looked at."""
+
     errors: list[ContentError]
     pages_checked: int
 
@@ -43,10 +43,10 @@ def read_codeowners(path: Path) -> set[str]:
         return set()
     owners: set[str] = set()
     for line in path.read_text(encoding="utf-8").splitlines():
-        line = line.split("#", 1)[0].strip()
-        if not line:
+        rule = line.split("#", 1)[0].strip()
+        if not rule:
             continue
-        owners.update(token for token in line.split()[1:] if token.startswith("@") or "@" in token)
+        owners.update(token for token in rule.split()[1:] if token.startswith("@") or "@" in token)
     return owners
 
 
@@ -67,24 +67,6 @@ def codeowner_for(path: str, codeowners: Path) -> str | None:
         ):
             owner = parts[1]
     return owner
-
-
-def iter_links(body: str) -> list[tuple[int, str]]:
-    """(0-based line index, target) of inline links in a Markdown body, outside code."""
-    links: list[tuple[int, str]] = []
-    fence: str | None = None
-    for index, line in enumerate(body.splitlines()):
-        match = _FENCE_RE.match(line)
-        if fence is not None:
-            if match and match.group(1)[0] == fence[0]:
-                fence = None
-            continue
-        if match:
-            fence = match.group(1)
-            continue
-        line = re.sub(r"`[^`]*`", "", line)
-        links.extend((index, m.group(1)) for m in _LINK_RE.finditer(line))
-    return links
 
 
 def _check_sections(page: Page) -> list[ContentError]:
@@ -110,23 +92,63 @@ def _check_links(page: Page, anchors: dict[str, set[str] | None], restricted: se
         if _EXTERNAL_RE.match(target) or target.startswith("/"):
             continue
         path_part, _, anchor = target.partition("#")
-        if not path_part:
-            resolved = page.path
-        else:
-            resolved = posixpath.normpath(posixpath.join(here, path_part))
+        resolved = posixpath.normpath(posixpath.join(here, path_part)) if path_part else page.path
         if resolved not in anchors:
             if path_part.endswith(".md") or not posixpath.splitext(path_part)[1]:
                 errors.append(ContentError(page.path, line, f"broken link: '{target}' (no page at {resolved})"))
             continue
         target_anchors = anchors[resolved]
         if anchor and target_anchors is not None and anchor not in target_anchors:
-            errors.append(
-                ContentError(page.path, line, f"broken anchor: '{target}' (no heading with id '{anchor}' in {resolved})")
-            )
+            message = f"broken anchor: '{target}' (no heading with id '{anchor}' in {resolved})"
+            errors.append(ContentError(page.path, line, message))
         if resolved in restricted and page.path not in restricted:
-            errors.append(
-                ContentError(page.path, line, f"public page links to restricted page {resolved}; readers without access get a broken link")
-            )
+            message = f"public page links to restricted page {resolved}; readers without access get a broken link"
+            errors.append(ContentError(page.path, line, message))
+    return errors
+
+
+def _check_review_and_owner(page: Page, *, today: dt.date, owners: set[str], codeowners: Path) -> list[ContentError]:
+    meta, header = page.meta, page.front_matter
+    errors = []
+    if meta.last_reviewed and meta.last_reviewed > today:
+        message = f"last_reviewed {meta.last_reviewed} is in the future"
+        errors.append(ContentError(page.path, key_line(header, "last_reviewed"), message))
+    if not owners:
+        message = f"no CODEOWNERS file at {codeowners}; owners cannot be checked"
+        errors.append(ContentError(page.path, key_line(header, "owner"), message))
+    elif meta.owner not in owners:
+        message = f"owner '{meta.owner}' is not listed in CODEOWNERS ({codeowners})"
+        errors.append(ContentError(page.path, key_line(header, "owner"), message))
+    return errors
+
+
+def _check_page_references(page: Page, known: set[str], unsearchable: set[str]) -> list[ContentError]:
+    """``related`` and ``superseded_by`` name existing pages, and a successor is searchable."""
+    meta, header = page.meta, page.front_matter
+    errors = []
+    successors = [meta.superseded_by] if meta.superseded_by else []
+    for field_name, targets in (("related", meta.related), ("superseded_by", successors)):
+        for target in targets:
+            if target not in known:
+                message = f"{field_name}: no page at '{target}' (paths are relative to the content folder)"
+                errors.append(ContentError(page.path, key_line(header, field_name), message))
+    if meta.superseded_by in unsearchable:
+        message = (f"superseded_by: '{meta.superseded_by}' is excluded from search (search: exclude), "
+                   "so search cannot send readers of this page to it")
+        errors.append(ContentError(page.path, key_line(header, "superseded_by"), message))
+    return errors
+
+
+def _check_duplicate_titles(pages: list[Page]) -> list[ContentError]:
+    titles: dict[str, str] = {}
+    errors = []
+    for page in pages:
+        key = page.meta.title.strip().lower()
+        if key in titles:
+            message = f"duplicate title '{page.meta.title}' (also used by {titles[key]})"
+            errors.append(ContentError(page.path, key_line(page.front_matter, "title"), message))
+        else:
+            titles[key] = page.path
     return errors
 
 
@@ -142,31 +164,11 @@ def lint_content(root: Path, *, codeowners: Path, today: dt.date) -> LintResult:
     restricted = {page.path for page in pages if page.meta.restricted}
     unsearchable = {page.path for page in pages if page.meta.search.exclude}
     owners = read_codeowners(codeowners)
-    titles: dict[str, str] = {}
-
     for page in pages:
-        header = page.front_matter
         errors.extend(_check_sections(page))
-        meta = page.meta
-        if meta.last_reviewed and meta.last_reviewed > today:
-            errors.append(ContentError(page.path, key_line(header, "last_reviewed"), f"last_reviewed {meta.last_reviewed} is in the future"))
-        if not owners:
-            errors.append(ContentError(page.path, key_line(header, "owner"), f"no CODEOWNERS file at {codeowners}; owners cannot be checked"))
-        elif meta.owner not in owners:
-            errors.append(ContentError(page.path, key_line(header, "owner"), f"owner '{meta.owner}' is not listed in CODEOWNERS ({codeowners})"))
-        key = meta.title.strip().lower()
-        if key in titles:
-            errors.append(ContentError(page.path, key_line(header, "title"), f"duplicate title '{meta.title}' (also used by {titles[key]})"))
-        else:
-            titles[key] = page.path
-        for field_name, targets in (("related", meta.related), ("superseded_by", [meta.superseded_by] if meta.superseded_by else [])):
-            for target in targets:
-                if target not in known:
-                    errors.append(ContentError(page.path, key_line(header, field_name), f"{field_name}: no page at '{target}' (paths are relative to the content folder)"))
-        if meta.superseded_by in unsearchable:
-            errors.append(ContentError(page.path, key_line(header, "superseded_by"),
-                                       f"superseded_by: '{meta.superseded_by}' is excluded from search (search: exclude), "
-                                       "so search cannot send readers of this page to it"))
+        errors.extend(_check_review_and_owner(page, today=today, owners=owners, codeowners=codeowners))
+        errors.extend(_check_page_references(page, known, unsearchable))
         errors.extend(_check_links(page, anchors, restricted))
+    errors.extend(_check_duplicate_titles(pages))
     errors.sort(key=lambda e: (e.path, e.line, e.message))
     return LintResult(errors=errors, pages_checked=len(iter_markdown_files(root)))

@@ -15,9 +15,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path, PurePosixPath
+from typing import TYPE_CHECKING, Any
 
 import yaml
+from markdown.extensions.toc import slugify
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from search_service.content.markdown import parse_markdown
 
 logger = logging.getLogger(__name__)
 
@@ -153,7 +157,13 @@ class ContentError(Exception):
         return f"{self.path}:{self.line}: {self.message}"
 
 
-class _NoDatesLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # libyaml's parser when available
+if TYPE_CHECKING:
+    _FastSafeLoader = yaml.SafeLoader
+else:  # libyaml's parser when available
+    _FastSafeLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+class _NoDatesLoader(_FastSafeLoader):
     """Safe loader that leaves dates as strings, so pydantic reports bad dates precisely."""
 
 
@@ -163,7 +173,6 @@ _NoDatesLoader.yaml_implicit_resolvers = {
 }
 
 _FRONT_MATTER_RE = re.compile(r"\A---[ \t]*\r?\n(.*?\r?\n)?(?:---|\.\.\.)[ \t]*(?:\r?\n|\Z)", re.DOTALL)
-_HEADING_RE = re.compile(r"^#{1,6}[ \t]+(.+?)[ \t#]*$", re.MULTILINE)
 
 
 def page_url(path: str) -> str:
@@ -195,11 +204,9 @@ def key_line(header: str, key: str) -> int:
     return 1
 
 
-def _lenient_meta(raw: dict, body: str, path: str) -> PageMeta:
+def _lenient_meta(raw: dict[Any, Any], body: str, path: str) -> PageMeta:
     """The schema's fields that are usable, defaults for the rest: keys of other tools (``hide``,
     ``icon``...) are ignored, free-form tags are slugified, invalid values dropped."""
-    from markdown.extensions.toc import slugify
-
     values = {key: value for key, value in raw.items() if key in PageMeta.model_fields}
     if isinstance(values.get("search"), dict):  # keep the valid search options we know, drop the rest
         values["search"] = {k: v for k, v in values["search"].items()
@@ -220,7 +227,7 @@ def _lenient_meta(raw: dict, body: str, path: str) -> PageMeta:
     return PageMeta(title=_title_from_body(body, path))
 
 
-def _valid_search_option(key: str, value) -> bool:
+def _valid_search_option(key: str, value: object) -> bool:
     try:
         SearchOptions.model_validate({key: value})
     except ValidationError:
@@ -229,14 +236,11 @@ def _valid_search_option(key: str, value) -> bool:
 
 
 def _title_from_body(body: str, path: str) -> str:
-    match = _HEADING_RE.search(_strip_code_blocks(body))
-    if match:
-        return re.sub(r"[*_`]", "", match.group(1)).strip() or PurePosixPath(path).stem
+    """The first heading's text (any level, outside code), else the file name made readable."""
+    title = parse_markdown(body).title
+    if title:
+        return title
     return PurePosixPath(path).stem.replace("-", " ").replace("_", " ").strip().capitalize() or path
-
-
-def _strip_code_blocks(body: str) -> str:
-    return re.sub(r"^(```|~~~).*?^\1", "", body, flags=re.MULTILINE | re.DOTALL)
 
 
 def format_validation_error(exc: ValidationError, header: str) -> list[tuple[int, str]]:
@@ -271,7 +275,7 @@ def parse_page(text: str, path: str, *, strict: bool = False) -> Page:
         strict: validate against :class:`AuthoredPageMeta` (the portal's own pages).
     """
     page, errors = _parse(text, path, strict=strict)
-    if errors:
+    if page is None:
         raise errors[0]
     return page
 
@@ -283,26 +287,35 @@ def _parse(text: str, path: str, *, strict: bool) -> tuple[Page | None, list[Con
         if strict:
             return None, [ContentError(path, 1, "missing YAML front matter (a '---' block with title, type, owner, ...)")]
         return Page(path=path, meta=PageMeta(title=_title_from_body(body, path)), body=body), []
+    raw, problem = _load_front_matter(header, path)
+    if problem is not None:
+        return None, [problem]
+    meta: PageMeta
+    if not strict:
+        # Foreign Markdown (another MkDocs site) loads whatever its front matter holds.
+        meta = _lenient_meta(raw, body, path)
+    else:
+        try:
+            meta = AuthoredPageMeta.model_validate(raw)
+        except ValidationError as exc:
+            return None, [ContentError(path, line, message) for line, message in format_validation_error(exc, header)]
+    return Page(path=path, meta=meta, body=body, body_start_line=start, has_front_matter=True, front_matter=header), []
+
+
+def _load_front_matter(header: str, path: str) -> tuple[dict[Any, Any], ContentError | None]:
+    """The front matter's mapping, or the problem that makes it unreadable."""
     try:
         raw = yaml.load(header, Loader=_NoDatesLoader)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = mark.line + 2 if mark is not None else 1
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        return None, [ContentError(path, line, f"malformed YAML front matter: {problem}")]
+        return {}, ContentError(path, line, f"malformed YAML front matter: {problem}")
     if raw is None:
-        raw = {}
+        return {}, None
     if not isinstance(raw, dict):
-        return None, [ContentError(path, 2, "front matter must be a mapping of 'key: value' lines")]
-    if not strict:
-        # Foreign Markdown (another MkDocs site) loads whatever its front matter holds.
-        meta = _lenient_meta(raw, body, path)
-        return Page(path=path, meta=meta, body=body, body_start_line=start, has_front_matter=True, front_matter=header), []
-    try:
-        meta = AuthoredPageMeta.model_validate(raw)
-    except ValidationError as exc:
-        return None, [ContentError(path, line, message) for line, message in format_validation_error(exc, header)]
-    return Page(path=path, meta=meta, body=body, body_start_line=start, has_front_matter=True, front_matter=header), []
+        return {}, ContentError(path, 2, "front matter must be a mapping of 'key: value' lines")
+    return raw, None
 
 
 def iter_markdown_files(root: Path) -> list[Path]:

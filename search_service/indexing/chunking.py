@@ -1,7 +1,6 @@
 """Heading-aware chunking: each chunk knows its page, heading path and MkDocs anchor.
 
-Anchors follow Python-Markdown's ``toc`` extension, which MkDocs uses: the heading's text with
-inline markup removed, slugified, and made unique within the page (``id``, ``id_1``, ...).
+Headings, anchors and blocks come from the one Markdown parse (:mod:`search_service.content.markdown`).
 Long sections split between blocks (paragraphs, whole lists, whole tables, whole code blocks,
 whole admonitions), never inside one; every piece keeps the heading path as context.
 """
@@ -9,34 +8,26 @@ whole admonitions), never inside one; every piece keeps the heading path as cont
 from __future__ import annotations
 
 import hashlib
-import html
+import logging
 import re
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-from markdown.extensions.toc import slugify, unique
-
 from search_service.content import Page
+from search_service.content.markdown import Block, Heading, iter_headings, parse_markdown
 
-CHUNKER_VERSION = "1"
+# iter_headings lives in content.markdown; it is re-exported here for code that imported it from chunking.
+__all__ = ["CHUNKER_VERSION", "MAX_WORDS", "Chunk", "chunk_page", "iter_headings", "page_profile"]
+
+logger = logging.getLogger(__name__)
+
+# Bumped whenever chunk texts change, so the next build re-chunks every page.
+# 2: blocks come from markdown-it (pipe-less tables, nested fences, reference definitions dropped).
+CHUNKER_VERSION = "2"
+# Words per chunk before a section splits between blocks; 80 to 240 were tried and none did better
+# (docs/search-quality.md).
 MAX_WORDS = 160
 
-_ATX_RE = re.compile(r"^ {0,3}(#{1,6})[ \t]+(.*?)(?:[ \t]+#+)?[ \t]*$")
-_SETEXT_RE = re.compile(r"^ {0,3}(=+|-+)[ \t]*$")
-_FENCE_RE = re.compile(r"^ {0,3}(`{3,}|~{3,})")
-_ATTR_ID_RE = re.compile(r"\s*\{[^}]*#([\w-]+)[^}]*\}\s*$")
-_ATTR_RE = re.compile(r"\s*\{:?[^}]*\}\s*$")
-_LIST_RE = re.compile(r"^ {0,3}(?:[-*+]|\d+[.)])[ \t]+")
-_TABLE_RE = re.compile(r"^ {0,3}\|")
-_ADMONITION_RE = re.compile(r"^ {0,3}(?:!!!|\?\?\?\+?)[ \t]+")
-
-
-@dataclass(frozen=True)
-class Heading:
-    line: int  # 0-based line index within the body
-    level: int
-    text: str  # plain text, inline markup removed
-    anchor: str
+_LIST_ITEM_RE = re.compile(r"^ {0,3}(?:[-*+]|\d+[.)])[ \t]+")
 
 
 @dataclass
@@ -71,162 +62,6 @@ class Chunk:
         return hashlib.sha256(self.embed_text().encode("utf-8")).hexdigest()
 
 
-_IMAGE_RE = re.compile(r"!\[([^\]]*)\]\([^)]*\)")
-_LINK_RE = re.compile(r"\[([^\]]*)\]\([^)]*\)")
-_REFLINK_RE = re.compile(r"\[([^\]]*)\]\[[^\]]*\]")
-_CODE_RE = re.compile(r"`+([^`]*)`+")
-_TAG_RE = re.compile(r"<[^>]+>")
-_STRONG_RE = re.compile(r"(\*\*|__)(.+?)\1")
-_EMPHASIS_RE = re.compile(r"(?<![\w*])([*_])(?!\s)(.+?)(?<!\s)\1(?![\w*])")
-
-
-def inline_to_text(markdown_text: str) -> str:
-    """Plain text of inline Markdown, as the toc extension sees a heading."""
-    text = _ATTR_RE.sub("", markdown_text)
-    if "[" in text:
-        text = _IMAGE_RE.sub(r"\1", text)  # images -> alt text
-        text = _LINK_RE.sub(r"\1", text)  # links -> text
-        text = _REFLINK_RE.sub(r"\1", text)  # reference links
-    if "`" in text:
-        text = _CODE_RE.sub(r"\1", text)
-    if "<" in text:
-        text = _TAG_RE.sub("", text)  # raw HTML tags
-    if "*" in text or "_" in text:
-        text = _STRONG_RE.sub(r"\2", text)
-        text = _EMPHASIS_RE.sub(r"\2", text)
-    return html.unescape(text).strip() if "&" in text else text.strip()
-
-
-def iter_headings(body: str) -> Iterator[Heading]:
-    """Headings of a Markdown body (ATX and setext), outside code blocks, with their anchors."""
-    ids: set[str] = set()
-    counters: dict[str, int] = {}
-    lines = body.splitlines()
-    fence: str | None = None
-    for index, line in enumerate(lines):
-        fence_match = _FENCE_RE.match(line)
-        if fence is not None:
-            if fence_match and fence_match.group(1)[0] == fence[0] and len(fence_match.group(1)) >= len(fence):
-                fence = None
-            continue
-        if fence_match:
-            fence = fence_match.group(1)
-            continue
-        level, raw = 0, ""
-        match = _ATX_RE.match(line)
-        if match:
-            level, raw = len(match.group(1)), match.group(2)
-        elif index + 1 < len(lines) and line.strip() and not line.startswith("    "):
-            setext = _SETEXT_RE.match(lines[index + 1])
-            previous_blank = index == 0 or not lines[index - 1].strip()
-            if setext and previous_blank and not _LIST_RE.match(line) and not _TABLE_RE.match(line):
-                level, raw = (1 if setext.group(1)[0] == "=" else 2), line.strip()
-        if not level:
-            continue
-        custom = _ATTR_ID_RE.search(raw)
-        text = inline_to_text(raw)
-        anchor = custom.group(1) if custom else slugify(text, "-")
-        anchor = unique(anchor, ids, counters)
-        yield Heading(line=index, level=level, text=text, anchor=anchor)
-
-
-def _split_blocks(lines: list[str]) -> list[tuple[str, str]]:
-    """Group section lines into (kind, text) blocks that must not be cut."""
-    blocks: list[tuple[str, list[str]]] = []
-    kind: str | None = None
-    fence: str | None = None
-    current: list[str] = []
-
-    def flush() -> None:
-        nonlocal current, kind
-        while current and not current[-1].strip():
-            current.pop()
-        if current:
-            blocks.append((kind or "text", current))
-        current, kind = [], None
-
-    for line in lines:
-        if fence is not None:
-            current.append(line)
-            match = _FENCE_RE.match(line)
-            if match and match.group(1)[0] == fence[0]:
-                fence = None
-                flush()
-            continue
-        match = _FENCE_RE.match(line)
-        if match:
-            flush()
-            fence, kind = match.group(1), "code"
-            current.append(line)
-            continue
-        if not line.strip():
-            if kind in ("list", "admonition"):
-                current.append(line)  # a blank line may sit between items; decided by the next line
-            else:
-                flush()
-            continue
-        indented = line.startswith("\t") or len(line) - len(line.lstrip(" ")) >= 2
-        if kind == "list" and (_LIST_RE.match(line) or indented):
-            current.append(line)
-            continue
-        if kind == "admonition" and indented:
-            current.append(line)
-            continue
-        if kind == "table" and _TABLE_RE.match(line):
-            current.append(line)
-            continue
-        if _LIST_RE.match(line):
-            if kind != "list":
-                flush()
-                kind = "list"
-            current.append(line)
-            continue
-        if _TABLE_RE.match(line):
-            flush()
-            kind = "table"
-            current.append(line)
-            continue
-        if _ADMONITION_RE.match(line):
-            flush()
-            kind = "admonition"
-            current.append(line)
-            continue
-        if kind in ("list", "admonition", "table"):
-            if current and not current[-1].strip():
-                flush()
-            elif kind == "list":
-                current.append(line)  # lazy continuation of a list item
-                continue
-            else:
-                flush()
-        kind = kind or "text"
-        current.append(line)
-    flush()
-    return [(k, "\n".join(v)) for k, v in blocks]
-
-
-def clean_block(kind: str, text: str) -> str:
-    """Markdown block to readable plain text (list markers and numbering kept)."""
-    out = []
-    for line in text.splitlines():
-        if kind == "code" and _FENCE_RE.match(line):
-            continue
-        if kind == "table":
-            if re.match(r"^\s*\|?[\s:|-]+\|?\s*$", line) and "-" in line:
-                continue  # the separator row
-            cells = [inline_to_text(cell) for cell in line.strip().strip("|").split("|")]
-            line = " | ".join(cell for cell in cells)
-        elif kind == "admonition" and _ADMONITION_RE.match(line):
-            title = re.search(r'"([^"]*)"', line)
-            line = title.group(1) if title else ""
-        else:
-            line = re.sub(r"^(\s*)[-*+] \[[ xX]\] ", r"\1- ", line)
-            line = inline_to_text(line) if kind != "code" else line
-        if line.strip():
-            out.append(line.rstrip())
-    return "\n".join(out)
-
-
 def _words(text: str) -> int:
     return len(text.split())
 
@@ -235,11 +70,12 @@ def _split_list(text: str, max_words: int) -> list[str]:
     """Split an over-long list between its top-level items."""
     items: list[list[str]] = []
     for line in text.splitlines():
-        if (_LIST_RE.match(line) and not line.startswith((" ", "\t"))) or not items:
+        if (_LIST_ITEM_RE.match(line) and not line.startswith((" ", "\t"))) or not items:
             items.append([line])
         else:
             items[-1].append(line)
-    pieces, current = [], []
+    pieces: list[str] = []
+    current: list[str] = []
     for item in items:
         item_text = "\n".join(item)
         if current and _words("\n".join(current)) + _words(item_text) > max_words:
@@ -260,46 +96,62 @@ def _block_kind(kinds: list[str], text: str) -> str:
     return kind
 
 
-def chunk_page(page: Page, *, max_words: int = MAX_WORDS) -> list[Chunk]:
-    """Split a page into heading-aware chunks in reading order."""
-    lines = page.body.splitlines()
-    headings = list(iter_headings(page.body))
-    sections: list[tuple[list[str], str, list[str]]] = []  # (heading path, anchor, lines)
+@dataclass(frozen=True)
+class _Section:
+    """The blocks under one heading: its path (H1 left out) and anchor ("" above the first H2)."""
+
+    path: tuple[str, ...]
+    anchor: str
+    blocks: tuple[Block, ...]
+
+
+def _sections(body: str) -> list[_Section]:
+    """A body cut at its headings; the part above the first heading has an empty path."""
+    document = parse_markdown(body)
+    headings = document.headings
+    starts = [heading.line for heading in headings] + [document.line_count]
+    sections = [_Section((), "", tuple(b for b in document.blocks if b.start < starts[0]))]
     stack: list[Heading] = []
-    starts = [h.line for h in headings] + [len(lines)]
-    sections.append(([], "", lines[: starts[0]]))
     for i, heading in enumerate(headings):
         while stack and stack[-1].level >= heading.level:
             stack.pop()
         stack.append(heading)
         # A page's H1 is its title: it is not part of the section path, and links to the top.
-        path = [h.text for h in stack if h.level > 1]
+        path = tuple(h.text for h in stack if h.level > 1)
         anchor = heading.anchor if heading.level > 1 else ""
-        end = starts[i + 1]
-        sections.append((path, anchor, lines[heading.line + 1: end]))
+        blocks = tuple(b for b in document.blocks if heading.line < b.start < starts[i + 1])
+        sections.append(_Section(path, anchor, blocks))
+    return sections
 
-    chunks: list[Chunk] = []
-    for path, anchor, section_lines in sections:
-        blocks = [(kind, clean_block(kind, text)) for kind, text in _split_blocks(section_lines)]
-        blocks = [(kind, text) for kind, text in blocks if text.strip()]
-        if not blocks:
+
+def _pieces(blocks: tuple[Block, ...], max_words: int) -> list[list[tuple[str, str]]]:
+    """(kind, text) blocks packed into pieces of at most ``max_words``; an over-long list splits by item."""
+    pieces: list[list[tuple[str, str]]] = [[]]
+    for block in blocks:
+        if not block.text.strip():
             continue
-        pieces: list[list[tuple[str, str]]] = [[]]
-        for kind, text in blocks:
-            parts = _split_list(text, max_words) if kind == "list" and _words(text) > max_words else [text]
-            for part in parts:
-                current_words = sum(_words(t) for _, t in pieces[-1])
-                if pieces[-1] and current_words + _words(part) > max_words:
-                    pieces.append([])
-                pieces[-1].append((kind, part))
-        for part_no, piece in enumerate(pieces):
+        kind, text = str(block.kind), block.text
+        parts = _split_list(text, max_words) if kind == "list" and _words(text) > max_words else [text]
+        for part in parts:
+            current_words = sum(_words(t) for _, t in pieces[-1])
+            if pieces[-1] and current_words + _words(part) > max_words:
+                pieces.append([])
+            pieces[-1].append((kind, part))
+    return pieces if pieces[0] else []
+
+
+def chunk_page(page: Page, *, max_words: int = MAX_WORDS) -> list[Chunk]:
+    """Split a page into heading-aware chunks in reading order."""
+    chunks: list[Chunk] = []
+    for section in _sections(page.body):
+        for part_no, piece in enumerate(_pieces(section.blocks, max_words)):
             text = "\n\n".join(t for _, t in piece)
             chunks.append(
                 Chunk(
                     page_path=page.path,
                     title=page.meta.title,
-                    heading_path=list(path),
-                    anchor=anchor,
+                    heading_path=list(section.path),
+                    anchor=section.anchor,
                     text=text,
                     part=part_no,
                     kind=_block_kind([k for k, _ in piece], text),
