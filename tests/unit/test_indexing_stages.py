@@ -222,7 +222,7 @@ def test_a_second_build_of_the_same_folder_is_refused_while_the_lock_is_held(con
     _pages(content_dir, 1)
     index_dir = tmp_path / "index"
     (index_dir / BUILDS_DIR).mkdir(parents=True)
-    with BuildLock(index_dir), pytest.raises(IndexBuildError, match="another `kb index` is building .*; wait"):
+    with BuildLock(index_dir), pytest.raises(IndexBuildError, match=r"another `kb index` is building .*; wait"):
         build_index(content_dir, index_dir, encoder)
     assert build_index(content_dir, index_dir, encoder).pages == 1  # released on exit
 
