@@ -5,9 +5,11 @@ from __future__ import annotations
 import json
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
+from contextlib import closing
 
 import numpy as np
 import pytest
@@ -111,6 +113,22 @@ def test_hnsw_index_agrees_with_flat_on_top_hit(content_dir, tmp_path, embedder)
     assert flat.dense.search(q, 1)[1][0][0] == hnsw.dense.search(q, 1)[1][0][0]
 
 
+def _cached_vectors(index_dir) -> int:
+    """Vectors the embedding cache holds now (0 while it does not exist or is being written)."""
+    try:
+        with closing(sqlite3.connect(f"file:{index_dir / 'cache.sqlite'}?mode=ro", uri=True)) as db:
+            return db.execute("SELECT count(*) FROM vectors").fetchone()[0]
+    except sqlite3.Error:
+        return 0
+
+
+def _wait_for_a_cache_commit(proc, index_dir, timeout=300.0) -> None:
+    """Until the build commits embedded vectors, or ends: kill points tied to progress, not to the machine's speed."""
+    seen, deadline = _cached_vectors(index_dir), time.monotonic() + timeout
+    while proc.poll() is None and _cached_vectors(index_dir) <= seen and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
 def test_killed_build_leaves_previous_index_loadable(tmp_path, copy_of_playbooks, embedder):
     """SIGKILL `kb index` at several points; the previous index must stay intact each time."""
     small = tmp_path / "small"
@@ -120,12 +138,15 @@ def test_killed_build_leaves_previous_index_loadable(tmp_path, copy_of_playbooks
     before = load_index(index_dir)
     env = {**os.environ, "KB_INDEX_DIR": str(index_dir), "HF_HUB_OFFLINE": "1"}
     seen = []
-    for delay in (0.5, 3.0, 6.0, 9.0):
+    # While the model loads; then 0, 1.5 and 4 s after the build has committed a batch of new vectors.
+    for after_commit, delay in ((False, 0.5), (True, 0.0), (True, 1.5), (True, 4.0)):
         proc = subprocess.Popen(
             [sys.executable, "-m", "search_service.cli", "index", "--content", str(copy_of_playbooks),
              "--index-dir", str(index_dir), "-q"],
             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )
+        if after_commit:
+            _wait_for_a_cache_commit(proc, index_dir)
         time.sleep(delay)
         if proc.poll() is not None:
             break  # finished before this kill point; the checks below still hold

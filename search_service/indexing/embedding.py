@@ -5,12 +5,16 @@ from __future__ import annotations
 import logging
 import os
 import sqlite3
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
+from typing import Any, Protocol, cast
 
 import numpy as np
+import numpy.typing as npt
+
+from search_service.settings import Settings
 
 logger = logging.getLogger(__name__)
 
@@ -39,23 +43,39 @@ def model_id(name: str) -> str:
 class TokenVectors:
     """The contextual vectors of one text's word pieces (special tokens dropped), for late interaction."""
 
-    ids: np.ndarray  # int32 word-piece ids, shape (t,)
-    vectors: np.ndarray  # float16, shape (t, dimension), each row L2-normalised
+    ids: npt.NDArray[np.int32]  # int32 word-piece ids, shape (t,)
+    vectors: npt.NDArray[np.float16]  # float16, shape (t, dimension), each row L2-normalised
 
 
 @dataclass
 class QueryEncoding:
     """A query's sentence vector and its word-piece vectors, from one forward pass."""
 
-    vector: np.ndarray
+    vector: npt.NDArray[np.float32]
     tokens: TokenVectors
     pieces: list[str]  # the word pieces as strings, aligned with ``tokens.ids``
 
 
-def _token_vectors(hidden: np.ndarray, ids: np.ndarray, keep: np.ndarray) -> TokenVectors:
+def _token_vectors(hidden: npt.NDArray[np.float32], ids: npt.NDArray[np.int64], keep: npt.NDArray[np.bool_]) -> TokenVectors:
     rows = hidden[keep]
     rows = rows / np.maximum(np.linalg.norm(rows, axis=1, keepdims=True), 1e-9)
     return TokenVectors(ids[keep].astype(np.int32), rows.astype(np.float16))
+
+
+class DocumentEncoder(Protocol):
+    """What an index build needs from an embedder: a name for the manifest and cache, and passages encoded.
+
+    :class:`Embedder` and its subclasses are the real ones; tests may pass any object of this shape.
+    """
+
+    name: str
+    dimension: int
+    batch_size: int
+
+    def encode_documents(self, texts: Sequence[str], *, on_batch: Callable[[int], None] | None = None,
+                         ) -> tuple[npt.NDArray[np.float32], list[TokenVectors]]:
+        """Sentence vectors (rows L2-normalised) and word-piece vectors of passages."""
+        ...
 
 
 class Embedder:
@@ -71,7 +91,7 @@ class Embedder:
         from sentence_transformers import SentenceTransformer
         from transformers.utils import logging as hf_logging
 
-        hf_logging.disable_progress_bar()
+        hf_logging.disable_progress_bar()  # type: ignore[no-untyped-call]
 
         self.name = model_id(name)
         self.batch_size = batch_size
@@ -90,11 +110,13 @@ class Embedder:
                 f"cannot load embedding model {location!r}: {exc}. Set KB_MODEL to a local "
                 "sentence-transformers folder, or leave it empty for the packaged all-MiniLM-L6-v2."
             ) from exc
-        self.dimension = int(self.model.get_embedding_dimension()
-                             if hasattr(self.model, "get_embedding_dimension")
-                             else self.model.get_sentence_embedding_dimension())
+        dimension = (self.model.get_embedding_dimension() if hasattr(self.model, "get_embedding_dimension")
+                     else self.model.get_sentence_embedding_dimension())
+        if dimension is None:
+            raise ModelLoadError(f"embedding model {location!r} does not say how long its vectors are")
+        self.dimension = int(dimension)
 
-    def embed_documents(self, texts: Sequence[str], *, on_batch: Callable[[int], None] | None = None) -> np.ndarray:
+    def embed_documents(self, texts: Sequence[str], *, on_batch: Callable[[int], None] | None = None) -> npt.NDArray[np.float32]:
         """Embed passages in batches, shortest first (less padding); ``on_batch(n)`` after each batch."""
         out = np.zeros((len(texts), self.dimension), dtype=np.float32)
         order = np.argsort([len(t) for t in texts], kind="stable")
@@ -106,26 +128,27 @@ class Embedder:
         return out
 
     def encode_documents(self, texts: Sequence[str], *, on_batch: Callable[[int], None] | None = None,
-                         ) -> tuple[np.ndarray, list[TokenVectors]]:
+                         ) -> tuple[npt.NDArray[np.float32], list[TokenVectors]]:
         """Sentence vectors and word-piece vectors of passages, batched shortest first."""
         out = np.zeros((len(texts), self.dimension), dtype=np.float32)
-        tokens: list[TokenVectors | None] = [None] * len(texts)
+        tokens: dict[int, TokenVectors] = {}
         order = np.argsort([len(t) for t in texts], kind="stable")
         for start in range(0, len(texts), self.batch_size):
             idx = order[start: start + self.batch_size]
             vectors, pieces = self._forward([self.document_prefix + texts[i] for i in idx])
             out[idx] = vectors
             for i, piece in zip(idx, pieces, strict=True):
-                tokens[i] = piece
+                tokens[int(i)] = piece
             if on_batch:
                 on_batch(len(idx))
-        return out, tokens  # type: ignore[return-value]
+        return out, [tokens[i] for i in range(len(texts))]
 
-    def _encode(self, batch: list[str]) -> np.ndarray:
-        return self.model.encode(batch, batch_size=self.batch_size, normalize_embeddings=True,
-                                 convert_to_numpy=True, show_progress_bar=False)
+    def _encode(self, batch: list[str]) -> npt.NDArray[np.float32]:
+        vectors: npt.NDArray[np.float32] = self.model.encode(batch, batch_size=self.batch_size, normalize_embeddings=True,
+                                                             convert_to_numpy=True, show_progress_bar=False)
+        return vectors
 
-    def _forward(self, batch: list[str]) -> tuple[np.ndarray, list[TokenVectors]]:
+    def _forward(self, batch: list[str]) -> tuple[npt.NDArray[np.float32], list[TokenVectors]]:
         """One forward pass: normalised sentence vectors and each text's word-piece vectors."""
         import torch
 
@@ -140,14 +163,15 @@ class Embedder:
         return sentences, [_token_vectors(hidden[i], ids[i], keep[i]) for i in range(len(batch))]
 
     @cached_property
-    def _special_ids(self) -> np.ndarray:
+    def _special_ids(self) -> npt.NDArray[np.int64]:
         return np.array(self.model.tokenizer.all_special_ids, dtype=np.int64)
 
-    def embed_query(self, text: str) -> np.ndarray:
+    def embed_query(self, text: str) -> npt.NDArray[np.float32]:
         """Embed one query (1-D vector)."""
-        vector = self.model.encode([self.query_prefix + text], normalize_embeddings=True,
-                                   convert_to_numpy=True, show_progress_bar=False)
-        return vector[0].astype(np.float32)
+        vectors: npt.NDArray[np.float32] = self.model.encode([self.query_prefix + text], normalize_embeddings=True,
+                                                             convert_to_numpy=True, show_progress_bar=False)
+        vector: npt.NDArray[np.float32] = vectors[0].astype(np.float32)
+        return vector
 
     def encode_query(self, text: str) -> QueryEncoding:
         """A query's sentence vector and word-piece vectors (one forward pass)."""
@@ -188,16 +212,20 @@ class OnnxInt8Embedder(Embedder):
         from onnxruntime.quantization import QuantType, quantize_dynamic
 
         folder.mkdir(parents=True, exist_ok=True)
-        bert = self.model[0].auto_model.eval()
+        bert = cast(torch.nn.Module, self.model[0].auto_model).eval()
 
         class Encoder(torch.nn.Module):
-            def __init__(self, model) -> None:
+            """The transformer alone, returning its last hidden state (pooling is done in numpy)."""
+
+            def __init__(self, model: torch.nn.Module) -> None:
                 super().__init__()
                 self.model = model
 
-            def forward(self, input_ids, attention_mask, token_type_ids):
-                return self.model(input_ids=input_ids, attention_mask=attention_mask,
-                                  token_type_ids=token_type_ids).last_hidden_state
+            def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                        token_type_ids: torch.Tensor) -> torch.Tensor:
+                hidden: torch.Tensor = self.model(input_ids=input_ids, attention_mask=attention_mask,
+                                                  token_type_ids=token_type_ids).last_hidden_state
+                return hidden
 
         names = ["input_ids", "attention_mask", "token_type_ids"]
         sample = self.tokenizer(["a sample", "another sample text"], padding=True, return_tensors="pt")
@@ -210,7 +238,8 @@ class OnnxInt8Embedder(Embedder):
         os.replace(tmp, folder / "model-int8.onnx")
         fp32.unlink(missing_ok=True)
 
-    def _run(self, batch: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def _run(self, batch: list[str]) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.float32], Any]:
+        """Mean-pooled normalised vectors, the last hidden state, and the tokenizer's encoding."""
         encoded = self.tokenizer(batch, padding=True, truncation=True, max_length=self.max_length, return_tensors="np")
         hidden = self.session.run(None, {n: encoded[n].astype(np.int64)
                                          for n in ("input_ids", "attention_mask", "token_type_ids")})[0]
@@ -219,20 +248,22 @@ class OnnxInt8Embedder(Embedder):
         vectors = (vectors / np.linalg.norm(vectors, axis=1, keepdims=True)).astype(np.float32)
         return vectors, hidden, encoded
 
-    def _encode(self, batch: list[str]) -> np.ndarray:
+    def _encode(self, batch: list[str]) -> npt.NDArray[np.float32]:
         return self._run(batch)[0]
 
-    def _forward(self, batch: list[str]) -> tuple[np.ndarray, list[TokenVectors]]:
+    def _forward(self, batch: list[str]) -> tuple[npt.NDArray[np.float32], list[TokenVectors]]:
         vectors, hidden, encoded = self._run(batch)
         ids = encoded["input_ids"]
         keep = encoded["attention_mask"].astype(bool) & ~np.isin(ids, self._special_ids)
         return vectors, [_token_vectors(hidden[i], ids[i], keep[i]) for i in range(len(batch))]
 
-    def embed_query(self, text: str) -> np.ndarray:
-        return self._encode([self.query_prefix + text])[0]
+    def embed_query(self, text: str) -> npt.NDArray[np.float32]:
+        """Embed one query (1-D vector)."""
+        vector: npt.NDArray[np.float32] = self._encode([self.query_prefix + text])[0]
+        return vector
 
 
-def make_embedder(settings) -> Embedder:
+def make_embedder(settings: Settings) -> Embedder:
     """The embedder the settings ask for (``KB_MODEL``, ``KB_BACKEND``, ``KB_BATCH_SIZE``)."""
     if settings.backend == "onnx-int8":
         try:
@@ -258,7 +289,7 @@ class EmbeddingCache:
         self.db.execute("CREATE TABLE IF NOT EXISTS tokens (model TEXT, hash TEXT, ids BLOB, vectors BLOB, "
                         "PRIMARY KEY (model, hash))")
 
-    def _rows(self, table: str, columns: str, model: str, hashes: Sequence[str]):
+    def _rows(self, table: str, columns: str, model: str, hashes: Sequence[str]) -> Iterator[tuple[Any, ...]]:
         """Rows of ``table`` for these hashes, queried in batches (SQLite caps bound parameters)."""
         unique = list(dict.fromkeys(hashes))
         for start in range(0, len(unique), 500):
@@ -268,8 +299,9 @@ class EmbeddingCache:
                 [model, *part],
             )
 
-    def get_many(self, model: str, hashes: Sequence[str], dimension: int) -> dict[str, np.ndarray]:
-        found: dict[str, np.ndarray] = {}
+    def get_many(self, model: str, hashes: Sequence[str], dimension: int) -> dict[str, npt.NDArray[np.float32]]:
+        """The cached vectors of these content hashes (those of another dimension are ignored)."""
+        found: dict[str, npt.NDArray[np.float32]] = {}
         for key, blob in self._rows("vectors", "vector", model, hashes):
             vector = np.frombuffer(blob, dtype=np.float32)
             if vector.shape[0] == dimension:
@@ -277,6 +309,7 @@ class EmbeddingCache:
         return found
 
     def get_tokens(self, model: str, hashes: Sequence[str], dimension: int) -> dict[str, TokenVectors]:
+        """The cached word-piece vectors of these content hashes (those of another dimension are ignored)."""
         found: dict[str, TokenVectors] = {}
         for key, ids_blob, vectors_blob in self._rows("tokens", "ids, vectors", model, hashes):
             ids = np.frombuffer(ids_blob, dtype=np.int32)
@@ -285,7 +318,8 @@ class EmbeddingCache:
                 found[key] = TokenVectors(ids, vectors.reshape(ids.size, dimension))
         return found
 
-    def put_many(self, model: str, items: dict[str, np.ndarray], tokens: dict[str, TokenVectors] | None = None) -> None:
+    def put_many(self, model: str, items: dict[str, npt.NDArray[np.float32]],
+                 tokens: dict[str, TokenVectors] | None = None) -> None:
         """Store vectors (and word-piece vectors) in one transaction."""
         with self.db:
             self.db.executemany(
@@ -309,4 +343,11 @@ class EmbeddingCache:
         return len(gone)
 
     def close(self) -> None:
+        """Close the database file."""
         self.db.close()
+
+    def __enter__(self) -> EmbeddingCache:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
