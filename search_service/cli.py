@@ -558,14 +558,15 @@ def ask_command(question: str, mode: str, as_json: bool, index_dir: Path | None)
     Example:
       kb ask "how do we decide whether a pilot can scale?"
     """
-    from search_service.answering.extractive import ask
+    from search_service.answering import AnswerMode, AnswerSettings, ChatClient, ask
     from search_service.api.ask import to_response
 
     settings = _settings()
     if not question.strip():
         raise click.ClickException("the question is empty")
     retriever = load_retriever(settings, index_dir or settings.index_dir)
-    answer = ask(retriever, question, settings=settings, mode=mode)
+    answer = ask(retriever, question, settings=AnswerSettings.from_settings(settings, retriever),
+                 llm=ChatClient.from_settings(settings), mode=AnswerMode(mode))
     if as_json:
         click.echo(to_response(answer).model_dump_json(indent=2))
         return

@@ -5,13 +5,12 @@ from __future__ import annotations
 import json
 import logging
 import time
-from typing import Literal
 
 from fastapi import APIRouter
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
-from search_service.answering.extractive import AnswerResult, ask_events
+from search_service.answering import AnswerMode, AnswerResult, AnswerSettings, ChatClient, TokenEvent, ask_events, final_answer
 from search_service.api.deps import IdentityDep, MetricsDep, RetrieverDep, SettingsDep, StoreDep
 from search_service.ranking.retriever import Filters
 
@@ -33,7 +32,7 @@ class AskRequest(BaseModel):
 
     question: str = Field(min_length=1, max_length=500, description="The question, in your own words.")
     filters: FiltersIn = Field(default_factory=FiltersIn)
-    mode: Literal["extractive", "generative"] = "extractive"
+    mode: AnswerMode = AnswerMode.extractive
     stream: bool = False
     page: str | None = Field(None, max_length=300, description="Path of the page being read, to boost it and its related pages.")
 
@@ -56,7 +55,7 @@ class AskResponse(BaseModel):
     answered: bool
     citations: list[CitationOut]
     confidence: float = Field(ge=0, le=1)
-    mode: Literal["extractive", "generative"]
+    mode: AnswerMode
     id: str
     suggestions: list[SuggestionOut] = Field(default_factory=list)
     fallback: str | None = Field(None, description="Why a generative request was answered extractively.")
@@ -122,20 +121,21 @@ def ask_endpoint(request: AskRequest, retriever: RetrieverDep, settings: Setting
     started = time.perf_counter()
     question = request.question.strip()
     filters = Filters(tuple(request.filters.type), tuple(request.filters.tag), tuple(request.filters.audience))
-    events = ask_events(retriever, question, settings=settings, filters=filters, mode=request.mode,
+    events = ask_events(retriever, question, settings=AnswerSettings.from_settings(settings, retriever),
+                        llm=ChatClient.from_settings(settings), filters=filters, mode=request.mode,
                         stream=request.stream, viewer=identity.viewer,
                         boost_pages=boosts_for(retriever, request.page, identity.viewer))
     if not request.stream:
-        answer = list(events)[-1][1]
+        answer = final_answer(events)
         record(store, metrics, identity, question, answer, started)
         return to_response(answer)
 
     def body():
-        for kind, value in events:
-            if kind == "token":
-                yield _sse("token", {"text": value})
+        for event in events:
+            if isinstance(event, TokenEvent):
+                yield _sse("token", {"text": event.text})
             else:
-                record(store, metrics, identity, question, value, started)
-                yield _sse("done", to_response(value).model_dump())
+                record(store, metrics, identity, question, event.answer, started)
+                yield _sse("done", to_response(event.answer).model_dump(mode="json"))
 
     return StreamingResponse(body(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
