@@ -102,7 +102,8 @@ def test_page_scope_boosts_the_current_page(client):
         ({"question": "ok", "surprise": 1}, 422),
         ({}, 422),
     ],
-    ids=["empty", "blank", "too-long", "not-a-string", "unknown-mode", "bad-stream", "unknown-filter", "unknown-field", "missing"],
+    ids=["empty", "blank", "too-long", "not-a-string", "unknown-mode", "bad-stream", "unknown-filter", "unknown-field",
+         "missing"],
 )
 def test_bad_input_gets_4xx_json(client, payload, status):
     response = client.post("/v1/ask", json=payload)
