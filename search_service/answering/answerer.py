@@ -16,12 +16,12 @@ from search_service.answering.generative import build_messages, finish_generated
 from search_service.answering.llm_client import ChatClient, LLMError
 from search_service.answering.results import AnswerEvent, AnswerMode, AnswerResult, DoneEvent, TokenEvent
 from search_service.answering.sources import select_sources
+from search_service.answering.weights import PAGES_SEARCHED
 from search_service.ranking.retriever import ANONYMOUS, Filters, HybridRetriever, SearchResult, Viewer
 
 logger = logging.getLogger(__name__)
 
 NO_LLM = "no LLM configured (KB_LLM_BASE_URL is empty)"
-PAGES_SEARCHED = 5  # pages retrieved per question: more than the sources an answer quotes (at most 3)
 
 
 def ask_events(

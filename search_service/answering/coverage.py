@@ -5,11 +5,10 @@ from __future__ import annotations
 import math
 
 from search_service.answering.results import AnswerMode, AnswerResult, Suggestion
-from search_service.answering.weights import ANSWER_CONFIDENCE, CONFIDENCE_SCALE, COVERAGE_WEIGHT
+from search_service.answering.weights import ANSWER_CONFIDENCE, CONFIDENCE_SCALE, COVERAGE_WEIGHT, SUGGESTED_PAGES
 from search_service.ranking.retriever import SearchResult, chunk_url
 
 NOT_COVERED = "The playbooks don't cover this."
-SUGGESTED_PAGES = 3  # nearest pages offered with an abstention: a short list a reader will scan
 
 
 def evidence_score(result: SearchResult) -> float:

@@ -10,10 +10,10 @@ import re
 
 from search_service.answering.evidence import Evidence
 from search_service.answering.units import Unit, lead, split_units
+from search_service.answering.weights import MIN_HEADING_STEPS
 from search_service.indexing.chunking import Chunk
 
 STEP_HEADING_RE = re.compile(r"^step\s*(\d+)\s*[:.)\-–—]?\s*(.*)$", re.IGNORECASE)
-MIN_HEADING_STEPS = 2  # one "Step 1" heading alone is not a procedure
 
 
 def heading_steps(chunks: list[Chunk]) -> list[tuple[str, Chunk]]:

@@ -20,6 +20,11 @@ CONFIDENCE_SCALE = 0.05
 # Confidence below this abstains; it is the threshold itself, by the logistic's definition.
 ANSWER_CONFIDENCE = 0.5
 
+# Pages retrieved per question: more than the sources an answer quotes (at most ExtractiveWeights.source_pages).
+PAGES_SEARCHED = 5
+# Nearest pages offered with an abstention: a short list a reader will scan.
+SUGGESTED_PAGES = 3
+
 # Unit splitting.
 # Shorter fragments ("Owner: CoE.") say too little on their own to quote as an answer.
 MIN_UNIT_WORDS = 5
@@ -29,6 +34,8 @@ POINTER_MAX_WORDS = 10
 LEAD_MAX_WORDS = 30
 # A step whose first sentence is shorter than this is a title ("Intake."): its next sentence is kept too.
 TITLE_MAX_WORDS = 4
+# Sibling "Step N" headings needed to make a procedure: one "Step 1" heading alone is not one.
+MIN_HEADING_STEPS = 2
 
 
 @dataclass(frozen=True)
@@ -49,7 +56,7 @@ class ExtractiveWeights:
 
     # Ranked passages: which units are quoted.
     keep_share: float = 0.8  # units scoring at least this share of the best ...
-    keep_gap: float = 0.1  # ... or within this of it (whichever is lower) are worth quoting
+    keep_gap: float = 0.1  # ... and within this of it are worth quoting: near-ties only
     max_units: int = 4  # at most this many quoted units ...
     max_pages: int = 2  # ... from at most this many pages
     short_list_items: int = 7  # a list this short is quoted whole when two or more of its items were chosen
