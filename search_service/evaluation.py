@@ -105,14 +105,15 @@ def evaluate_answers(retriever: HybridRetriever, questions: list[Question], *, s
     answerable questions whose first or second citation is a gold page; ``abstain_rate``:
     unanswerable questions that were declined.
     """
-    from search_service.answering.extractive import abstain_threshold, ask
+    from search_service.answering import AnswerSettings, ask
 
+    answer_settings = AnswerSettings.from_settings(settings, retriever)
     answered = hits = declined = 0
     answerable = [q for q in questions if q.answerable]
     unanswerable = [q for q in questions if not q.answerable]
     details = []
     for q in questions:
-        result = ask(retriever, q.question, settings=settings, viewer=EVAL_VIEWER)
+        result = ask(retriever, q.question, settings=answer_settings, viewer=EVAL_VIEWER)
         cited = [c.path for c in result.citations[:2]]
         if q.answerable and result.answered:
             answered += 1
@@ -125,7 +126,7 @@ def evaluate_answers(retriever: HybridRetriever, questions: list[Question], *, s
         "answered_rate": round(answered / (len(answerable) or 1), 4),
         "citation_hit_rate": round(hits / (answered or 1), 4),
         "abstain_rate": round(declined / (len(unanswerable) or 1), 4),
-        "threshold": abstain_threshold(settings, retriever),
+        "threshold": answer_settings.abstain_threshold,
         "details": details,
     }
 
@@ -252,7 +253,7 @@ def tune_abstention(retriever: HybridRetriever, questions: list[Question], *, cu
     """Recommend ``KB_ABSTAIN_THRESHOLD`` for a corpus from its labelled questions, with a
     leave-one-out estimate (the threshold re-chosen without the question being judged).
     None when the file has no unanswerable questions to calibrate on."""
-    from search_service.answering.extractive import evidence_score
+    from search_service.answering import evidence_score
 
     evidence = [(q.answerable, evidence_score(retriever.search(q.question, k=10, viewer=EVAL_VIEWER))) for q in questions]
     answerable = [e for ok, e in evidence if ok]

@@ -4,11 +4,10 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Literal
 
 from pydantic import BaseModel, Field
 
-from search_service.answering.extractive import AnswerResult
+from search_service.answering import AnswerMode, AnswerResult
 from search_service.content import Status, page_url
 from search_service.ranking.retriever import Hit, SearchResult, chunk_url, make_snippet
 from search_service.settings import Settings
@@ -63,7 +62,7 @@ class AskResponse(BaseModel):
     answered: bool
     citations: list[CitationOut]
     confidence: float = Field(ge=0, le=1)
-    mode: Literal["extractive", "generative"]
+    mode: AnswerMode
     id: str
     suggestions: list[SuggestionOut] = Field(default_factory=list)
     fallback: str | None = Field(None, description="Why a generative request was answered extractively.")

@@ -16,8 +16,8 @@ import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from search_service.answering.extractive import AnswerResult
-from search_service.answering.extractive import ask_events as answer_events
+from search_service import answering
+from search_service.answering import AnswerEvent, AnswerMode, AnswerResult, AnswerSettings, ChatClient
 from search_service.content import PageMeta
 from search_service.gaps import GapsReport, find_gaps, gaps_report, report_html, report_markdown
 from search_service.indexing.build import BuildReport, ProgressHooks, build_index, load_index
@@ -153,24 +153,26 @@ def page_boosts(retriever: HybridRetriever, page: str | None, viewer: Viewer) ->
 
 
 def ask_events(retriever: HybridRetriever, question: str, *, settings: Settings, filters: Filters | None = None,
-               viewer: Viewer = ANONYMOUS, mode: str = "extractive", stream: bool = False,
-               page: str | None = None) -> Iterator[tuple[str, object]]:
-    """Answer ``question`` for ``viewer``: text pieces while streaming, then the whole answer (see answering)."""
+               viewer: Viewer = ANONYMOUS, mode: AnswerMode = AnswerMode.extractive, stream: bool = False,
+               page: str | None = None) -> Iterator[AnswerEvent]:
+    """Answer ``question`` for ``viewer``: text pieces while streaming, then the whole answer.
+
+    Generative mode uses the LLM the settings configure (``KB_LLM_BASE_URL``) and falls back to the
+    extractive answer, saying why, when there is none or it fails.
+    """
     question = question.strip()
     if not question:
         raise ServiceError("the question is blank")
-    return answer_events(retriever, question, settings=settings, filters=filters, viewer=viewer, mode=mode,
-                         stream=stream, boost_pages=page_boosts(retriever, page, viewer))
+    return answering.ask_events(retriever, question, settings=AnswerSettings.from_settings(settings, retriever),
+                                llm=ChatClient.from_settings(settings), filters=filters, viewer=viewer, mode=mode,
+                                stream=stream, boost_pages=page_boosts(retriever, page, viewer))
 
 
 def ask(retriever: HybridRetriever, question: str, *, settings: Settings, filters: Filters | None = None,
-        viewer: Viewer = ANONYMOUS, mode: str = "extractive", page: str | None = None) -> AnswerResult:
+        viewer: Viewer = ANONYMOUS, mode: AnswerMode = AnswerMode.extractive, page: str | None = None) -> AnswerResult:
     """Answer ``question`` without streaming (see :func:`ask_events`)."""
-    events = list(ask_events(retriever, question, settings=settings, filters=filters, viewer=viewer, mode=mode,
-                             page=page))
-    answer = events[-1][1]
-    assert isinstance(answer, AnswerResult)  # the last event always carries the answer
-    return answer
+    return answering.final_answer(ask_events(retriever, question, settings=settings, filters=filters, viewer=viewer,
+                                             mode=mode, page=page))
 
 
 def record_ask(store: Store, *, user_id: str, question: str, answer: AnswerResult, started: float) -> bool:

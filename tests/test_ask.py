@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 
-from search_service.answering.extractive import check_citations
 from tests.conftest import read_sse
 
 pytestmark = pytest.mark.slow
@@ -50,28 +49,6 @@ def test_steps_written_as_headings_become_a_numbered_answer(client):
     urls = [c["url"] for c in body["citations"]]
     assert len(urls) == 9 and all("/delivery/pilot-to-production/#step-" in u for u in urls)
     assert urls[0].endswith("#step-1-confirm-the-decision-and-the-money")
-
-
-def test_numbered_headings_that_are_not_steps_stay_out_of_procedures():
-    from search_service.answering.extractive import _heading_steps
-    from search_service.indexing.chunking import Chunk
-
-    def chunk(*path):
-        return Chunk(page_path="p.md", title="P", heading_path=list(path), anchor=path[-1].lower(), text="Text here.")
-
-    principles = [chunk("Principles", "1. People stay accountable"), chunk("Principles", "2. Fair outcomes")]
-    assert _heading_steps(principles) == []
-    steps = [chunk("Steps", "Step 2: Review"), chunk("Steps", "Step 1: Plan"), chunk("Other", "Step 1: Alone")]
-    assert [title for title, _ in _heading_steps(steps)] == ["Plan", "Review"]
-
-
-def test_step_titles_keep_the_sentence_that_explains_them():
-    from search_service.answering.extractive import _lead
-
-    assert _lead("1. Intake. Teams submit a one-page idea through their spoke. Then more.") == \
-        "1. Intake. Teams submit a one-page idea through their spoke."
-    assert _lead("2. Score value and feasibility with the matrix. Details follow.") == \
-        "2. Score value and feasibility with the matrix."
 
 
 def test_unanswerable_question_abstains_with_suggestions(client):
@@ -125,7 +102,8 @@ def test_page_scope_boosts_the_current_page(client):
         ({"question": "ok", "surprise": 1}, 422),
         ({}, 422),
     ],
-    ids=["empty", "blank", "too-long", "not-a-string", "unknown-mode", "bad-stream", "unknown-filter", "unknown-field", "missing"],
+    ids=["empty", "blank", "too-long", "not-a-string", "unknown-mode", "bad-stream", "unknown-filter", "unknown-field",
+         "missing"],
 )
 def test_bad_input_gets_4xx_json(client, payload, status):
     response = client.post("/v1/ask", json=payload)
@@ -137,8 +115,3 @@ def test_malformed_json_body_is_422(client):
     response = client.post("/v1/ask", content=b"{not json", headers={"content-type": "application/json"})
     assert response.status_code == 422 and "error" in response.json()
 
-
-def test_citation_check_removes_numbers_that_were_not_given():
-    text, valid, invalid = check_citations("Fund it centrally [1]. Pilots cost money [7]. Both [2, 9].", allowed=3)
-    assert text == "Fund it centrally [1]. Pilots cost money. Both [2]."
-    assert valid == [1, 2] and invalid == [7, 9]

@@ -194,7 +194,7 @@ def test_incremental_build_equals_a_build_from_scratch(tmp_path, copy_of_playboo
 
 def test_corpus_tuning_file_travels_with_the_index(content_dir, tmp_path, embedder, monkeypatch):
     """`kb tune --save` writes .kb-tuning.json; the index carries it; KB_ variables still win."""
-    from search_service.answering.extractive import abstain_threshold
+    from search_service.answering import abstain_threshold
     from search_service.ranking.retriever import HybridRetriever
     from search_service.settings import TUNING_FILE, Settings
 

@@ -2,11 +2,20 @@
 
 These check the round trip, streaming, the citation check, prompt-injection containment and
 the fallbacks; not the tiny model's wisdom.
+
+SmolLM2-135M does not write ``[n]`` markers (none of 22 replies measured on playbook and
+hand-made prompts, a one-shot demonstration included, had one), so with it the citation check
+rejects every reply: the generative success path cannot be reached with the real model. The
+tests against the healthy server therefore accept exactly two outcomes: a generative answer with
+valid citations, or the citation check's own fallback. A transport, timeout, HTTP or format
+failure, i.e. any other fallback, fails them, and the client tests below cannot fall back at all.
+The shaping of a cited reply is pinned by tests/unit/test_answering_generative.py.
 """
 
 from __future__ import annotations
 
 import importlib.util
+import re
 import subprocess
 import sys
 import threading
@@ -17,8 +26,9 @@ from pathlib import Path
 import httpx
 import pytest
 
-from search_service.answering.extractive import ask
+from search_service.answering import AnswerMode, AnswerResult, AnswerSettings, ChatClient, ask
 from search_service.answering.generative import build_messages
+from search_service.answering.sources import select_sources
 from search_service.indexing.build import build_index, load_index
 from search_service.ranking.retriever import HybridRetriever
 from search_service.settings import Settings
@@ -69,36 +79,58 @@ def llm_settings(url: str, **overrides) -> Settings:
     return Settings(**{**values, **overrides})
 
 
+def ask_generative(retriever: HybridRetriever, question: str, settings: Settings) -> AnswerResult:
+    return ask(retriever, question, settings=AnswerSettings.from_settings(settings, retriever),
+               llm=ChatClient.from_settings(settings), mode=AnswerMode.generative)
+
+
+# The only fallback a healthy server may cause: its reply was received and parsed, then rejected.
+CITATION_CHECK_FALLBACK = "LLM answer cited none of the given sections"
+
+
 @pytest.fixture(scope="module")
 def generative_api(retriever, llm_server, tmp_path_factory):
     from search_service.api import create_app
 
     settings = llm_settings(llm_server, site_dir=tmp_path_factory.mktemp("no-site"))
-    with LiveServer(create_app(settings, retriever=retriever, serve_site=False)) as server:
-        with httpx.Client(base_url=server.url, timeout=180) as client:
-            yield client
+    with LiveServer(create_app(settings, retriever=retriever, serve_site=False)) as server, \
+            httpx.Client(base_url=server.url, timeout=180) as client:
+        yield client
 
 
-def _check_consistent(body: dict, given: int = 6) -> None:
-    """Whatever the model said, the response only cites sections that exist and were numbered."""
-    assert body["mode"] in ("generative", "extractive")
+def _check_healthy_outcome(body: dict, given: int = 6) -> None:
+    """A generative answer citing only sections that were given, or the citation check's fallback."""
     numbers = [c["n"] for c in body["citations"]]
     assert all(1 <= n <= given for n in numbers)
-    import re
-
     cited = {int(n) for n in re.findall(r"\[(\d+)\]", body["answer"])}
     assert cited <= set(numbers) or not body["answered"]
-    if body["mode"] == "extractive":
-        assert body["fallback"], "an extractive answer to a generative request must say why"
+    if body["fallback"] is None:
+        assert body["mode"] == "generative" and body["citations"] and body["answered"], body
+    else:
+        assert body["fallback"] == CITATION_CHECK_FALLBACK, body  # not unreachable, timed out, HTTP or malformed
+        assert body["mode"] == "extractive"
+
+
+def test_client_completes_against_the_real_server(retriever, llm_server):
+    """The request is one the real server accepts and its reply parses: no fallback exists at this level."""
+    client = ChatClient(base_url=llm_server, model="smollm2", timeout=120, max_tokens=16)
+    question = "who pays for AI pilots?"
+    text = client.complete(build_messages(question, select_sources(retriever.search(question))))
+    assert text.strip()
+
+
+def test_client_streams_from_the_real_server(retriever, llm_server):
+    client = ChatClient(base_url=llm_server, model="smollm2", timeout=120, max_tokens=16)
+    question = "how should we fund pilots?"
+    pieces = list(client.stream(build_messages(question, select_sources(retriever.search(question)))))
+    assert len(pieces) > 1 and "".join(pieces).strip()  # token by token, up to the server's [DONE]
 
 
 def test_round_trip_through_real_server(generative_api):
     body = generative_api.post("/v1/ask", json={"question": "who pays for AI pilots and the shared platform?",
                                                 "mode": "generative"}).json()
     assert body["answered"] is True
-    _check_consistent(body)
-    if body["mode"] == "generative":
-        assert body["citations"] and body["fallback"] is None
+    _check_healthy_outcome(body)
 
 
 def test_streaming_from_real_server(generative_api):
@@ -107,24 +139,24 @@ def test_streaming_from_real_server(generative_api):
         assert response.status_code == 200
         events = read_sse(response)
     tokens = [data["text"] for kind, data in events if kind == "token"]
-    assert events[-1][0] == "done" and tokens
-    done = events[-1][1]
-    _check_consistent(done)
-    if done["mode"] == "generative":
-        assert len(tokens) > 1  # really streamed, token by token
+    assert events[-1][0] == "done" and [kind for kind, _ in events[:-1]] == ["token"] * len(tokens)
+    # The model's reply was streamed token by token before it was checked (an answer that never
+    # reached the model comes as one token, the extractive text).
+    assert len(tokens) > 1
+    _check_healthy_outcome(events[-1][1])
 
 
 def test_server_down_falls_back_to_extractive(retriever):
     settings = llm_settings(f"http://127.0.0.1:{free_port()}/v1")
-    answer = ask(retriever, "who pays for AI pilots?", settings=settings, mode="generative")
-    assert answer.answered and answer.mode == "extractive"
-    assert answer.fallback.startswith("LLM unreachable")
+    answer = ask_generative(retriever, "who pays for AI pilots?", settings)
+    assert answer.answered and answer.mode == AnswerMode.extractive
+    assert answer.fallback is not None and answer.fallback.startswith("LLM unreachable")
 
 
 def test_slow_server_times_out_and_falls_back(retriever, llm_server):
     settings = llm_settings(llm_server, llm_timeout=0.01)
-    answer = ask(retriever, "who pays for AI pilots?", settings=settings, mode="generative")
-    assert answer.mode == "extractive" and "timed out" in answer.fallback
+    answer = ask_generative(retriever, "who pays for AI pilots?", settings)
+    assert answer.mode == AnswerMode.extractive and answer.fallback == "LLM timed out after 0.01s"
 
 
 class _Garbage(BaseHTTPRequestHandler):
@@ -149,17 +181,17 @@ def test_garbage_response_falls_back(retriever, path):
     thread.start()
     try:
         settings = llm_settings(f"http://127.0.0.1:{server.server_address[1]}{path}")
-        answer = ask(retriever, "who pays for AI pilots?", settings=settings, mode="generative")
+        answer = ask_generative(retriever, "who pays for AI pilots?", settings)
     finally:
         server.shutdown()
-    assert answer.mode == "extractive" and answer.fallback == "LLM returned a malformed response"
+    assert answer.mode == AnswerMode.extractive and answer.fallback == "LLM returned a malformed response"
 
 
 def test_unanswerable_question_abstains_without_calling_the_llm(retriever):
     # the endpoint does not exist: if it were called, the answer would carry a fallback reason
     settings = llm_settings(f"http://127.0.0.1:{free_port()}/v1")
-    answer = ask(retriever, "how do I reset my VPN password?", settings=settings, mode="generative")
-    assert not answer.answered and answer.fallback is None
+    answer = ask_generative(retriever, "how do I reset my VPN password?", settings)
+    assert not answer.answered and answer.fallback is None and answer.mode == AnswerMode.generative
 
 
 INJECTION = (
@@ -191,12 +223,12 @@ def test_page_text_cannot_close_the_section_delimiter(injected_retriever):
 
 def test_prompt_injection_does_not_change_what_generative_mode_does(injected_retriever, llm_server):
     settings = llm_settings(llm_server, abstain_threshold=0.0)
-    answer = ask(injected_retriever, "who pays for AI pilots?", settings=settings, mode="generative")
+    answer = ask_generative(injected_retriever, "who pays for AI pilots?", settings)
     assert answer.answered
     given = 4  # two pages, at most two sections each
     assert all(1 <= c.n <= given for c in answer.citations)
-    assert "[9]" not in answer.answer and "[42]" not in answer.answer
-    if answer.mode == "generative":
-        assert answer.citations and answer.fallback is None
+    assert "[9]" not in answer.answer and "[42]" not in answer.answer and "PWNED" not in answer.answer
+    if answer.fallback is None:
+        assert answer.mode == AnswerMode.generative and answer.citations
     else:
-        assert answer.fallback
+        assert answer.fallback == CITATION_CHECK_FALLBACK and answer.mode == AnswerMode.extractive

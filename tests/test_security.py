@@ -18,7 +18,7 @@ from hypothesis import HealthCheck, given
 from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
-from search_service.answering.extractive import ask
+from search_service.answering import AnswerSettings, ask
 from search_service.indexing.build import build_index, current_build, load_index
 from search_service.ranking.retriever import Filters, HybridRetriever, Viewer
 from search_service.settings import Settings
@@ -69,7 +69,7 @@ def test_property_restricted_chunks_never_reach_viewers_without_the_group(retrie
 
 
 def test_answers_citations_and_suggestions_respect_access(retriever):
-    settings = Settings(today=TODAY)
+    settings = AnswerSettings.from_settings(Settings(today=TODAY), retriever)
     outsider = ask(retriever, "what are our walk-away positions in vendor negotiations?", settings=settings,
                    viewer=Viewer(groups=frozenset({"finance"})))
     cited = {c.path for c in outsider.citations} | {s.path for s in outsider.suggestions}

@@ -5,14 +5,13 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterator
-from typing import Literal
 
 from fastapi import APIRouter
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
 from search_service import service
-from search_service.answering.extractive import AnswerResult
+from search_service.answering import AnswerMode, AnswerResult, DoneEvent, TokenEvent, final_answer
 from search_service.api.deps import IdentityDep, MetricsDep, RetrieverDep, SettingsDep, StoreDep
 from search_service.api.metrics import Metrics
 from search_service.responses import AskResponse, ask_response
@@ -34,7 +33,7 @@ class AskRequest(BaseModel):
 
     question: str = Field(min_length=1, max_length=500, description="The question, in your own words.")
     filters: FiltersIn = Field(default_factory=FiltersIn)
-    mode: Literal["extractive", "generative"] = "extractive"
+    mode: AnswerMode = AnswerMode.extractive
     stream: bool = False
     page: str | None = Field(None, max_length=300, description="Path of the page being read, to boost it and its related pages.")
 
@@ -67,17 +66,16 @@ def ask_endpoint(request: AskRequest, retriever: RetrieverDep, settings: Setting
     events = service.ask_events(retriever, question, settings=settings, filters=filters, viewer=identity.viewer,
                                 mode=request.mode, stream=request.stream, page=request.page)
     if not request.stream:
-        answer = list(events)[-1][1]
-        assert isinstance(answer, AnswerResult)
+        answer = final_answer(events)
         _record(store, metrics, identity.user_id, question, answer, started)
         return ask_response(answer)
 
     def body() -> Iterator[str]:
-        for kind, value in events:
-            if kind == "token":
-                yield _sse("token", {"text": value})
-            elif isinstance(value, AnswerResult):
-                _record(store, metrics, identity.user_id, question, value, started)
-                yield _sse("done", ask_response(value).model_dump())
+        for event in events:
+            if isinstance(event, TokenEvent):
+                yield _sse("token", {"text": event.text})
+            elif isinstance(event, DoneEvent):
+                _record(store, metrics, identity.user_id, question, event.answer, started)
+                yield _sse("done", ask_response(event.answer).model_dump(mode="json"))
 
     return StreamingResponse(body(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})

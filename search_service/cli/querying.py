@@ -57,6 +57,7 @@ def ask_command(question: str, mode: str, as_json: bool, index_dir: Path | None)
       kb ask "how do we decide whether a pilot can scale?"
     """
     from search_service import service
+    from search_service.answering import AnswerMode
     from search_service.responses import ask_response
 
     config = settings()
@@ -64,7 +65,7 @@ def ask_command(question: str, mode: str, as_json: bool, index_dir: Path | None)
         raise click.ClickException("the question is empty")
     retriever = open_retriever(config, index_dir)
     with user_errors():
-        answer = service.ask(retriever, question, settings=config, mode=mode)
+        answer = service.ask(retriever, question, settings=config, mode=AnswerMode(mode))
     if as_json:
         click.echo(ask_response(answer).model_dump_json(indent=2))
         return
