@@ -21,12 +21,12 @@ def readyz(request: Request):
     if retriever is None:
         return JSONResponse({"status": "not ready", "message": "index not loaded"}, status_code=503)
     manifest = retriever.index.manifest
-    p = retriever.params
+    config = retriever.config
     return {
         "status": "ready",
         "index": {key: manifest.get(key) for key in
                   ("model", "dimension", "chunker_version", "index_type", "pages", "chunks", "built_at", "content_hash")},
-        "ranking": {"fusion_weights": [p.dense_weight, p.chunk_keyword_weight, p.page_keyword_weight],
-                    "rerank_weight": p.rerank_weight, "rerank_depth": p.rerank_depth,
+        "ranking": {"fusion_weights": list(config.fusion_weights),
+                    "rerank_weight": config.rerank_weight, "rerank_depth": config.rerank_depth,
                     "content_tuning": manifest.get("tuning")},  # the content's .kb-tuning.json, if any
     }
