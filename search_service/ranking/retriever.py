@@ -122,16 +122,18 @@ class HybridRetriever:
 
     def __init__(self, index: SearchIndex, embedder: Embedder, config: RankingConfig | None = None, *,
                  parts: RankingParts | None = None, queries: QueryEncoder | None = None) -> None:
-        """Args:
-        index: the loaded index.
-        embedder: the model the index was built with.
-        config: weights and depths; the defaults when None.
-        parts: the assembly; the hybrid (:meth:`RankingParts.hybrid`) when None.
-        queries: encodes queries; the embedder when None (evaluation passes a caching one).
+        """Assemble a retriever over a loaded index.
+
+        Args:
+            index: the loaded index.
+            embedder: the model the index was built with.
+            config: weights and depths; the defaults when None.
+            parts: the assembly, built with the same ``config``; the hybrid (:meth:`RankingParts.hybrid`) when None.
+            queries: encodes queries; the embedder when None (tuning passes one that caches).
         """
         self.index = index
         self.embedder = embedder
-        self.config = config or DEFAULT_RANKING
+        self.config = config if config is not None else DEFAULT_RANKING
         self.sections = PageSections(index.chunks)
         self.visibility = Visibility(index.pages, self.sections)
         self.parts = parts or RankingParts.hybrid(index, self.config, self.sections)
