@@ -266,8 +266,8 @@ def bench_onnx(embedder, work: Path) -> dict:
     for name, backend in (("torch", embedder), ("onnx_int8", onnx)):
         directory = work / f"eval-{name}"
         build_index(PLAYBOOKS, directory, backend)
-        report = evaluate_retrieval(HybridRetriever(load_index(directory), backend), golden, modes=("hybrid",))
-        quality[name] = report["hybrid"]
+        report = evaluate_retrieval({"hybrid": HybridRetriever(load_index(directory), backend)}, golden)
+        quality[name] = report.metrics["hybrid"].to_json()
     result = {
         **timings,
         "speedup_index": round(timings["torch_index_seconds"] / timings["onnx_int8_index_seconds"], 2),

@@ -95,11 +95,10 @@ def test_leave_one_out_judges_each_question_by_a_threshold_chosen_without_it():
 
 
 def test_cross_validation_scores_each_question_with_a_setting_chosen_without_it():
-    # Setting 0 ranks questions 0-3 first and question 4 nowhere; setting 1 ranks question 4 first only.
-    ranks = np.array([[1, 1, 1, 1, np.inf], [3, 3, 3, 3, 1]], dtype=float)
-    held_out = cross_validated_ranks(ranks, folds=5)
-    # Without question 4 setting 0 wins every fold; question 4 is then judged by setting 0.
-    np.testing.assert_array_equal(held_out, [1, 1, 1, 1, np.inf])
+    # In-sample setting 0 looks best (MRR 0.6 against 0.5). Left out, each of questions 0-3 is judged
+    # by the setting the other four prefer, which misses it; question 4 (a tie: the first) is found.
+    ranks = np.array([[1, 1, np.inf, np.inf, 1], [np.inf, np.inf, 1, 1, 2]], dtype=float)
+    np.testing.assert_array_equal(cross_validated_ranks(ranks, folds=5), [np.inf, np.inf, np.inf, np.inf, 1])
 
 
 def test_tune_grid_measures_the_setting_in_force():

@@ -49,10 +49,11 @@ def _ranked(pages: list[str]) -> RankedSections:
 
 def test_weighted_fusion_against_a_hand_computation():
     page_of = ["p", "p", "q", "r"]
-    scores = SignalScores(dense={0: 0.9, 1: 0.5, 2: 0.7}, section_keywords={0: 2.0, 2: 4.0},
+    scores = SignalScores(dense={0: 0.8, 1: 0.7, 2: 0.85}, section_keywords={0: 2.0, 2: 4.0},
                           page_keywords={"p": 1.0, "r": 3.0})
     fused = WeightedFusion((0.4, 0.1, 0.1), 0.1, page_of).page_scores(scores, _ranked(["p", "q"]))
-    # dense, best + 0.1 x second: p 0.95, q 0.7, r (no section) the floor 0.7 -> normalised 1, 0, 0
+    # dense, best + 0.1 x second: p 0.87 (its second section lifts it over q), q 0.85, r (no section)
+    # the floor 0.85 -> normalised 1, 0, 0
     # section BM25 / peak, best + 0.1 x second: p 0.5, q 1.0, r 0 -> normalised 0.5, 1, 0
     # page BM25 / peak: p 1/3, q 0, r 1 -> normalised 1/3, 0, 1
     assert list(fused) == ["p", "q", "r"]
