@@ -8,7 +8,10 @@ and a corpus's tuning file into a :class:`RankingConfig`.
 from __future__ import annotations
 
 import dataclasses
+import logging
 from dataclasses import dataclass
+
+logger = logging.getLogger(__name__)
 
 # Weights of the dense, section-keyword and page-keyword signals in a page's fused score.
 FusionWeights = tuple[float, float, float]

@@ -6,6 +6,7 @@ restrict the FAISS search itself (an ID selector) and the BM25 candidates.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -13,6 +14,8 @@ import numpy as np
 
 from search_service.content import PageMeta
 from search_service.ranking.sections import PageSections
+
+logger = logging.getLogger(__name__)
 
 # Set by hand: distinct (filters, viewer groups) combinations remembered before the cache starts afresh.
 VISIBILITY_CACHE_SIZE = 256

@@ -7,6 +7,7 @@ page scores (to rank the pages).
 
 from __future__ import annotations
 
+import logging
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -17,6 +18,8 @@ import numpy as np
 from search_service.ranking.config import FusionWeights, RankingConfig
 from search_service.ranking.sections import RankedSections
 from search_service.ranking.signals import SignalScores
+
+logger = logging.getLogger(__name__)
 
 # Scores closer together than this are equal (float noise), so min-max normalisation does not divide by ~0.
 EQUAL_SCORES = 1e-9

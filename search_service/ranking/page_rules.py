@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 
 from search_service.content import PageMeta, Status
+
+logger = logging.getLogger(__name__)
 
 
 def author_boosts(pages: Mapping[str, PageMeta]) -> dict[str, float]:

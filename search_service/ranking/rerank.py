@@ -7,6 +7,7 @@ never falls below a page that was not re-ranked.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 import numpy as np
@@ -16,6 +17,8 @@ from search_service.indexing.tokens import TokenStore
 from search_service.ranking.config import RankingConfig
 from search_service.ranking.fusion import normalise
 from search_service.ranking.sections import PageSections, RankedSections, is_page_profile
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)

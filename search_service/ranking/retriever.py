@@ -11,6 +11,7 @@ excluded from the FAISS search itself (an ID selector) and from the BM25 candida
 from __future__ import annotations
 
 import copy
+import logging
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -30,6 +31,8 @@ from search_service.ranking.sections import PageSections, RankedSections, Sectio
 from search_service.ranking.signals import DenseSignal, PageKeywordSignal, SectionKeywordSignal, SignalScores
 from search_service.ranking.snippets import chunk_url, make_snippet
 from search_service.settings import Settings
+
+logger = logging.getLogger(__name__)
 
 __all__ = [
     "ANONYMOUS",
@@ -118,7 +121,9 @@ class HybridRetriever:
     def from_settings(cls, index: SearchIndex, embedder: Embedder, settings: Settings) -> HybridRetriever:
         """The service's retriever, configured by ``settings`` and the corpus's tuning stored in the
         index (see :meth:`Settings.ranking_config`)."""
-        return cls(index, embedder, settings.ranking_config(index.manifest.get("tuning")))
+        config = settings.ranking_config(index.manifest.get("tuning"))
+        logger.debug("ranking %s with %s", index.path, config)
+        return cls(index, embedder, config)
 
     def __init__(self, index: SearchIndex, embedder: Embedder, config: RankingConfig | None = None, *,
                  parts: RankingParts | None = None, queries: QueryEncoder | None = None) -> None:

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from search_service.indexing.chunking import Chunk
+
+logger = logging.getLogger(__name__)
 
 
 def is_page_profile(chunk: Chunk) -> bool:

@@ -6,6 +6,7 @@ indices, the page signal the visible pages.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -13,6 +14,8 @@ import faiss
 import numpy as np
 
 from search_service.indexing.keyword import KeywordIndex
+
+logger = logging.getLogger(__name__)
 
 # FAISS's HNSW search breadth for a query: the value the index loader sets, raised to k when more are wanted.
 HNSW_EF_SEARCH = 128

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import html
+import logging
 from functools import lru_cache
 
 import numpy as np
@@ -10,6 +11,8 @@ import numpy as np
 from search_service.content import page_url
 from search_service.indexing.chunking import Chunk
 from search_service.indexing.keyword import _WORD_RE, stem_word
+
+logger = logging.getLogger(__name__)
 
 # Set by hand: words a snippet shows around the query's terms.
 SNIPPET_WORDS = 36
