@@ -142,5 +142,5 @@ def hybrid_quality(content_dir: Path, index_dir: Path, embedder: Any, questions_
 
     build(content_dir, index_dir, embedder)
     retriever = HybridRetriever(load_index(index_dir), embedder)
-    hybrid = evaluate_retrieval(retriever, load_questions(questions_file), modes=("hybrid",))["hybrid"]
+    hybrid = evaluate_retrieval({"hybrid": retriever}, load_questions(questions_file)).metrics["hybrid"].to_json()
     return {"recall@5": hybrid["recall@5"], "mrr@10": hybrid["mrr@10"]}

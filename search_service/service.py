@@ -100,13 +100,13 @@ def open_store(settings: Settings) -> Store:
 def readiness(retriever: HybridRetriever) -> dict[str, object]:
     """What /readyz reports: a summary of the loaded index's manifest and the ranking in force."""
     manifest = retriever.index.manifest
-    p = retriever.params
+    config = retriever.config
     return {
         "status": "ready",
         "index": {key: manifest.get(key) for key in
                   ("model", "dimension", "chunker_version", "index_type", "pages", "chunks", "built_at", "content_hash")},
-        "ranking": {"fusion_weights": [p.dense_weight, p.chunk_keyword_weight, p.page_keyword_weight],
-                    "rerank_weight": p.rerank_weight, "rerank_depth": p.rerank_depth,
+        "ranking": {"fusion_weights": list(config.fusion_weights),
+                    "rerank_weight": config.rerank_weight, "rerank_depth": config.rerank_depth,
                     "content_tuning": manifest.get("tuning")},  # the content's .kb-tuning.json, if any
     }
 

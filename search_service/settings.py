@@ -5,10 +5,12 @@ from __future__ import annotations
 import datetime as dt
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from search_service.ranking.config import DEFAULT_RANKING, RankingConfig
 
 TUNING_FILE = ".kb-tuning.json"  # in the content folder: ranking weights `kb tune --save` chose for it
 
@@ -67,10 +69,11 @@ class Settings(BaseSettings):
         "torch", description="Embedding runtime; onnx-int8 is faster on CPU (needs onnx + onnxruntime).")
     batch_size: int = Field(32, ge=1, le=1024)
     index_type: Literal["flat", "hnsw"] = "flat"
-    rerank_depth: int = Field(30, ge=0, le=200, description=(
+    rerank_depth: int = Field(DEFAULT_RANKING.rerank_depth, ge=0, le=200, description=(
         "Pages re-ranked by late interaction (MaxSim over word-piece vectors); 0 turns the stage off."))
-    rerank_weight: float = Field(0.3, ge=0, le=10, description="Weight of the late-interaction score in re-ranking.")
-    fusion_weights: tuple[float, float, float] = Field((0.4, 0.1, 0.1), description=(
+    rerank_weight: float = Field(DEFAULT_RANKING.rerank_weight, ge=0, le=10,
+                                 description="Weight of the late-interaction score in re-ranking.")
+    fusion_weights: tuple[float, float, float] = Field(DEFAULT_RANKING.fusion_weights, description=(
         "Weights of the dense, section-keyword and page-keyword signals, as JSON, e.g. [0.4, 0.1, 0.1]; "
         "measure a change with `kb eval --content` on your own labelled questions."))
 
@@ -79,7 +82,7 @@ class Settings(BaseSettings):
     def _weights_are_usable(cls, value: tuple[float, float, float]) -> tuple[float, float, float]:
         return _usable_weights(value)
 
-    def for_corpus(self, tuning: CorpusTuning | dict | None = None) -> CorpusTuning:
+    def for_corpus(self, tuning: CorpusTuning | dict[str, Any] | None = None) -> CorpusTuning:
         """The tuning in force for a corpus: a ``KB_`` variable that is set wins, then the corpus's
         tuning file (stored in its index), then the defaults."""
         values = {name: getattr(self, name) for name in CorpusTuning.model_fields}
@@ -89,6 +92,13 @@ class Settings(BaseSettings):
                 if name not in self.model_fields_set and getattr(tuned, name) is not None:
                     values[name] = getattr(tuned, name)
         return CorpusTuning(**values)
+
+    def ranking_config(self, tuning: CorpusTuning | dict[str, Any] | None = None) -> RankingConfig:
+        """The ranking configuration for a corpus: the defaults with the tuning in force
+        (:meth:`for_corpus`) applied. The one place that turns settings into ranking parameters."""
+        tuned = self.for_corpus(tuning)
+        return DEFAULT_RANKING.with_tuning(fusion_weights=tuned.fusion_weights, rerank_weight=tuned.rerank_weight,
+                                           rerank_depth=tuned.rerank_depth)
 
     search_exclude: str = Field("", description=(
         "Comma-separated glob patterns of pages kept out of search and answers, relative to the content "
@@ -103,14 +113,17 @@ class Settings(BaseSettings):
 
     abstain_threshold: float = Field(
         0.34, description="Evidence below this abstains (calibrated with `kb eval`, see docs/search-quality.md).")
-    llm_base_url: str = Field("", description="OpenAI-compatible endpoint, e.g. http://127.0.0.1:8080/v1; empty = extractive only.")
+    llm_base_url: str = Field(
+        "", description="OpenAI-compatible endpoint, e.g. http://127.0.0.1:8080/v1; empty = extractive only.")
     llm_model: str = Field("default", description="Model name sent to the LLM endpoint.")
     llm_api_key: str = Field("", description="Bearer key for the LLM endpoint, if it needs one.")
     llm_timeout: float = Field(30.0, gt=0, description="Seconds to wait for the LLM before falling back to extractive.")
     llm_max_tokens: int = Field(400, ge=16, le=4096)
 
-    database_url: str = Field("sqlite:///.kb/kb.sqlite3", description="Feedback/analytics store; postgresql+psycopg://... for replicas.")
-    user_hash_secret: str = Field("", description="Secret for pseudonymous user ids; empty = a random one kept next to the index.")
+    database_url: str = Field(
+        "sqlite:///.kb/kb.sqlite3", description="Feedback/analytics store; postgresql+psycopg://... for replicas.")
+    user_hash_secret: str = Field(
+        "", description="Secret for pseudonymous user ids; empty = a random one kept next to the index.")
     log_retention_days: int = Field(180, ge=1, description="Ask logs and feedback older than this are deleted.")
 
     auth: Literal["none", "token", "proxy"] = Field(

@@ -75,7 +75,8 @@ def test_health_readiness_and_openapi(client):
     assert ready["status"] == "ready" and ready["index"]["chunks"] > 0 and ready["index"]["model"]
     ranking = ready["ranking"]
     assert len(ranking["fusion_weights"]) == 3 and ranking["rerank_depth"] >= 0
-    assert ranking["content_tuning"]["fusion_weights"] == json.loads((PLAYBOOKS / ".kb-tuning.json").read_text())["fusion_weights"]
+    tuning_file = json.loads((PLAYBOOKS / ".kb-tuning.json").read_text())
+    assert ranking["content_tuning"]["fusion_weights"] == tuning_file["fusion_weights"]
     schema = client.get("/openapi.json").json()
     assert "/v1/search" in schema["paths"]
 

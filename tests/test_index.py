@@ -203,24 +203,24 @@ def test_corpus_tuning_file_travels_with_the_index(content_dir, tmp_path, embedd
     build_index(content_dir, index_dir, embedder)
     untuned = load_index(index_dir)
     assert untuned.manifest["tuning"] is None
-    defaults = HybridRetriever.from_settings(untuned, embedder, Settings()).params
-    assert (defaults.dense_weight, defaults.chunk_keyword_weight, defaults.page_keyword_weight) == Settings().fusion_weights
+    defaults = HybridRetriever.from_settings(untuned, embedder, Settings()).config
+    assert defaults.fusion_weights == Settings().fusion_weights
 
     (content_dir / TUNING_FILE).write_text(json.dumps(
         {"fusion_weights": [0.2, 0.1, 0.4], "rerank_weight": 0.6, "rerank_depth": 20, "chosen_by": "kb tune"}))
     report = build_index(content_dir, index_dir, embedder)
     assert not report.unchanged and report.embedded == 0  # a new build, every vector reused
     tuned = load_index(index_dir)
-    params = HybridRetriever.from_settings(tuned, embedder, Settings()).params
-    assert (params.dense_weight, params.chunk_keyword_weight, params.page_keyword_weight) == (0.2, 0.1, 0.4)
-    assert (params.rerank_weight, params.rerank_depth) == (0.6, 20)
+    config = HybridRetriever.from_settings(tuned, embedder, Settings()).config
+    assert config.fusion_weights == (0.2, 0.1, 0.4)
+    assert (config.rerank_weight, config.rerank_depth) == (0.6, 20)
 
     assert abstain_threshold(Settings(), HybridRetriever(tuned, embedder)) == Settings().abstain_threshold  # not in the file
 
     monkeypatch.setenv("KB_FUSION_WEIGHTS", "[0.8, 0.1, 0.1]")
-    params = HybridRetriever.from_settings(tuned, embedder, Settings()).params
-    assert (params.dense_weight, params.chunk_keyword_weight, params.page_keyword_weight) == (0.8, 0.1, 0.1)
-    assert params.rerank_weight == 0.6  # not set in the environment: still the corpus's
+    config = HybridRetriever.from_settings(tuned, embedder, Settings()).config
+    assert config.fusion_weights == (0.8, 0.1, 0.1)
+    assert config.rerank_weight == 0.6  # not set in the environment: still the corpus's
 
     (content_dir / TUNING_FILE).write_text(json.dumps(
         {"fusion_weights": [0.2, 0.1, 0.4], "rerank_weight": 0.6, "rerank_depth": 20, "abstain_threshold": 0.25}))

@@ -8,7 +8,7 @@ import sqlite3
 import numpy as np
 import pytest
 
-from search_service.evaluation import EVAL_VIEWER
+from search_service.evaluation import EVAL_VIEWER, comparison_retrievers
 from search_service.indexing.build import IndexLoadError, build_index, current_build, load_index
 from search_service.indexing.tokens import TOKENS_DIR, _is_content_piece
 from search_service.ranking.retriever import HybridRetriever
@@ -69,10 +69,16 @@ def test_maxsim_equals_brute_force(retriever, embedder, repo_index_dir):
     np.testing.assert_allclose(store.maxsim(query, chunk_ids), expected, atol=1e-4)
 
 
+def fusion_pages(retriever: HybridRetriever, query: str, k: int) -> list[str]:
+    """The pages of the same retriever without its re-ranking stage."""
+    fusion = comparison_retrievers(retriever)["fusion"]
+    return [h.page_path for h in fusion.search(query, k=k, viewer=EVAL_VIEWER).hits]
+
+
 def test_reranking_only_reorders_the_top_pages(retriever):
-    depth = retriever.params.rerank_depth
+    depth = retriever.config.rerank_depth
     for query in QUERIES:
-        fused = [h.page_path for h in retriever.search(query, k=49, mode="fusion", viewer=EVAL_VIEWER).hits]
+        fused = fusion_pages(retriever, query, 49)
         hybrid = [h.page_path for h in retriever.search(query, k=49, viewer=EVAL_VIEWER).hits]
         assert set(hybrid[:depth]) == set(fused[:depth]), query
         assert hybrid[depth:] == fused[depth:], query
@@ -82,7 +88,7 @@ def test_reranking_lifts_the_page_that_answers(retriever):
     """A question whose words miss the page ('unfairly', 'report') but whose meaning matches its section."""
     query = QUERIES[0]
     gold = "governance/responsible-ai-principles.md"
-    fused = [h.page_path for h in retriever.search(query, k=30, mode="fusion", viewer=EVAL_VIEWER).hits]
+    fused = fusion_pages(retriever, query, 30)
     hybrid = [h.page_path for h in retriever.search(query, k=30, viewer=EVAL_VIEWER).hits]
     assert hybrid.index(gold) < fused.index(gold)
 
@@ -96,7 +102,7 @@ def test_an_index_without_token_vectors_still_searches(tmp_path, repo_index_dir,
     plain = HybridRetriever(index, embedder)
     for query in QUERIES:
         got = [h.page_path for h in plain.search(query, k=10, viewer=EVAL_VIEWER).hits]
-        assert got == [h.page_path for h in plain.search(query, k=10, mode="fusion", viewer=EVAL_VIEWER).hits]
+        assert got == fusion_pages(plain, query, 10)
 
 
 @pytest.mark.parametrize("damage", ["short-segment", "garbage-segment", "missing-segment", "bad-listing"])
@@ -164,13 +170,11 @@ def test_rerank_depth_setting_turns_the_stage_off(retriever, embedder, monkeypat
 
     monkeypatch.setenv("KB_RERANK_DEPTH", "0")
     off = HybridRetriever.from_settings(retriever.index, embedder, Settings())
-    assert off.params.rerank_depth == 0
+    assert off.config.rerank_depth == 0 and off.parts.reranker is None
     query = QUERIES[0]
-    assert [h.page_path for h in off.search(query, k=10, viewer=EVAL_VIEWER).hits] == \
-        [h.page_path for h in off.search(query, k=10, mode="fusion", viewer=EVAL_VIEWER).hits]
+    assert [h.page_path for h in off.search(query, k=10, viewer=EVAL_VIEWER).hits] == fusion_pages(off, query, 10)
     on = HybridRetriever.from_settings(retriever.index, embedder, Settings(rerank_depth=30))
-    assert [h.page_path for h in on.search(query, k=10, viewer=EVAL_VIEWER).hits] != \
-        [h.page_path for h in on.search(query, k=10, mode="fusion", viewer=EVAL_VIEWER).hits]
+    assert [h.page_path for h in on.search(query, k=10, viewer=EVAL_VIEWER).hits] != fusion_pages(on, query, 10)
     monkeypatch.setenv("KB_RERANK_DEPTH", "-1")
     with pytest.raises(ValueError):
         Settings()
@@ -180,24 +184,25 @@ def test_fusion_and_rerank_weights_come_from_the_settings(retriever, embedder, m
     import dataclasses
     import json
 
-    from search_service.ranking.retriever import RetrievalParams
+    from search_service.ranking import RankingConfig
     from search_service.settings import TUNING_FILE, Settings
     from tests.conftest import PLAYBOOKS
 
     untuned = dataclasses.replace(retriever.index, manifest={**retriever.index.manifest, "tuning": None})
-    assert HybridRetriever.from_settings(untuned, embedder, Settings()).params == RetrievalParams()
+    assert HybridRetriever.from_settings(untuned, embedder, Settings()).config == RankingConfig()
     # Our playbooks carry the weights `kb tune --save` chose for them; their index applies them.
     saved = json.loads((PLAYBOOKS / TUNING_FILE).read_text())
-    tuned = HybridRetriever.from_settings(retriever.index, embedder, Settings()).params
-    assert [tuned.dense_weight, tuned.chunk_keyword_weight, tuned.page_keyword_weight] == saved["fusion_weights"]
+    tuned = HybridRetriever.from_settings(retriever.index, embedder, Settings()).config
+    assert list(tuned.fusion_weights) == saved["fusion_weights"]
     assert (tuned.rerank_weight, tuned.rerank_depth) == (saved["rerank_weight"], saved["rerank_depth"])
     monkeypatch.setenv("KB_FUSION_WEIGHTS", "[1, 0, 0]")
     monkeypatch.setenv("KB_RERANK_DEPTH", "0")
     dense_only = HybridRetriever.from_settings(retriever.index, embedder, Settings())
-    assert (dense_only.params.dense_weight, dense_only.params.page_keyword_weight) == (1.0, 0.0)
+    assert dense_only.config.fusion_weights == (1.0, 0.0, 0.0)
     query = QUERIES[1]
+    dense = comparison_retrievers(retriever)["dense"]
     assert [h.page_path for h in dense_only.search(query, k=5, viewer=EVAL_VIEWER).hits] == \
-        [h.page_path for h in retriever.search(query, k=5, mode="dense", viewer=EVAL_VIEWER).hits]
+        [h.page_path for h in dense.search(query, k=5, viewer=EVAL_VIEWER).hits]
     for bad in ("[0, 0, 0]", "[-1, 1, 1]", "[1, 2]"):
         monkeypatch.setenv("KB_FUSION_WEIGHTS", bad)
         with pytest.raises(ValueError):

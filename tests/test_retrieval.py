@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from search_service.evaluation import comparison_retrievers
 from search_service.indexing.build import build_index, load_index
 from search_service.ranking.retriever import ANONYMOUS, Filters, HybridRetriever, Viewer, chunk_url, make_snippet
 from tests.conftest import page_text, write_page
@@ -59,10 +60,11 @@ def test_deprecated_page_is_demoted_and_its_successor_takes_its_place(small_retr
     assert old.superseded_by == "p/new-intake.md"
 
 
-def test_modes_rank_with_one_signal(small_retriever):
-    assert paths(small_retriever.search("walk-away discount", k=3, mode="bm25", viewer=Viewer(all_access=True)))[0] == "p/secret.md"
-    assert small_retriever.search("zzzz qqqq", k=3, mode="bm25").hits == []
-    assert small_retriever.search("who pays for pilots", k=1, mode="dense").hits[0].page_path == "p/budget.md"
+def test_comparison_retrievers_rank_with_one_signal(small_retriever):
+    retrievers = comparison_retrievers(small_retriever)
+    assert paths(retrievers["bm25"].search("walk-away discount", k=3, viewer=Viewer(all_access=True)))[0] == "p/secret.md"
+    assert retrievers["bm25"].search("zzzz qqqq", k=3).hits == []
+    assert retrievers["dense"].search("who pays for pilots", k=1).hits[0].page_path == "p/budget.md"
 
 
 def test_section_urls_carry_anchor(small_retriever):
@@ -82,13 +84,14 @@ def test_repository_questions_land_on_the_right_page(retriever):
     assert "delivery/pilot-to-production.md" in paths(top) or "faq/pilot-stagnation.md" in paths(top)
 
 
-def test_baseline_mode_is_reciprocal_rank_fusion_of_the_section_rankings(retriever):
+def test_baseline_is_reciprocal_rank_fusion_of_the_section_rankings(retriever):
     """Checked against an independent computation on the same BM25 and dense section scores."""
     query = "how do we train staff in AI skills"
     everyone = Viewer(all_access=True)
-    allowed = retriever.allowed(Filters(), everyone)
-    dense = retriever.dense_scores(retriever.embedder.embed_query(query), allowed, retriever.params.candidates)
-    keyword = retriever.keyword_scores(query, allowed, retriever.params.candidates)
+    visible = retriever.visibility.visible(Filters(), everyone).chunk_ids
+    candidates = retriever.config.candidates
+    dense = retriever.parts.dense.scores(retriever.embedder.embed_query(query), visible, candidates)
+    keyword = retriever.parts.section_keywords.scores(query, visible, candidates)
     candidates = {retriever.index.chunks[i].page_path for i in {*dense, *keyword}}
     assert not any(retriever.index.pages[path].status.value == "deprecated" for path in candidates), (
         "pick a query without deprecated candidates: their demotion is not part of this computation")
@@ -101,7 +104,7 @@ def test_baseline_mode_is_reciprocal_rank_fusion_of_the_section_rankings(retriev
         path = retriever.index.chunks[i].page_path
         best[path] = max(best.get(path, 0.0), value)
     expected = sorted(best, key=lambda path: (-best[path], path))[:10]
-    result = retriever.search(query, k=10, mode="baseline", viewer=everyone)
+    result = comparison_retrievers(retriever)["baseline"].search(query, k=10, viewer=everyone)
     assert paths(result) == expected
     assert paths(result) != paths(retriever.search(query, k=10, viewer=everyone))  # a different ranker
 

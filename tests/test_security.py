@@ -241,14 +241,15 @@ def test_serve_refuses_to_start_on_a_bad_index(fault, tmp_path, content_dir, emb
             manifest = json.loads((build / "manifest.json").read_text())
             (build / "manifest.json").write_text(json.dumps({**manifest, "model": "someone/else"}))
     result = subprocess.run([sys.executable, "-m", "search_service.cli", "serve", "--no-build", "--port", str(free_port())],
-                            env=env, capture_output=True, text=True, timeout=120)
+                            check=False, env=env, capture_output=True, text=True, timeout=120)
     assert result.returncode == 1
     assert "run `kb index" in result.stderr and "Traceback" not in result.stderr
 
 
 def test_serve_refuses_public_address_without_auth():
     result = subprocess.run([sys.executable, "-m", "search_service.cli", "serve", "--no-build", "--host", "0.0.0.0"],
-                            env={**os.environ, "KB_AUTH": "none"}, capture_output=True, text=True, timeout=60)
+                            check=False, env={**os.environ, "KB_AUTH": "none"}, capture_output=True, text=True,
+                            timeout=60)
     assert result.returncode == 1 and "without authentication" in result.stderr
 
 

@@ -4,15 +4,23 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from search_service.cli.common import content_option, index_dir_option, open_retriever, run_index
 from search_service.cli.common import settings as current_settings
 from search_service.service import resolve_folders
+from search_service.settings import Settings
+
+if TYPE_CHECKING:
+    from search_service.evaluation import Question, TuneReport
+    from search_service.indexing.embedding import Embedder
+    from search_service.ranking import HybridRetriever
 
 
-def _labelled_corpus(settings, questions_file: Path, content_dir: Path | None, index_dir: Path | None, *, quiet: bool):
+def _labelled_corpus(settings: Settings, questions_file: Path, content_dir: Path | None, index_dir: Path | None, *,
+                     quiet: bool) -> tuple[list[Question], HybridRetriever]:
     """Questions of a JSONL file and a retriever over the (freshly indexed) content they are about."""
     from search_service.evaluation import load_questions
 
@@ -38,25 +46,23 @@ def eval_command(questions_file: Path, content_dir: Path | None, index_dir: Path
     without re-ranking, BM25 alone, dense alone, and a naive baseline (reciprocal rank fusion of
     BM25 and dense sections). Indexes --content first if needed (incrementally).
     """
-    from search_service.evaluation import MODES, evaluate_answers, evaluate_retrieval
+    from search_service.evaluation import evaluate
 
     settings = current_settings()
     questions, retriever = _labelled_corpus(settings, questions_file, content_dir, index_dir, quiet=as_json)
-    report = evaluate_retrieval(retriever, questions)
-    report["answers"] = evaluate_answers(retriever, questions, settings=settings)
+    report = evaluate(retriever, questions, settings=settings)
     if as_json:
-        click.echo(json.dumps(report, indent=2))
+        click.echo(json.dumps(report.to_json(), indent=2))
         return
-    q = report["questions"]
-    click.echo(f"{q['answerable']} answerable / {q['unanswerable']} unanswerable questions")
+    q = report.retrieval.questions
+    click.echo(f"{q.answerable} answerable / {q.unanswerable} unanswerable questions")
     click.echo(f"{'':10}{'recall@1':>10}{'recall@5':>10}{'mrr@10':>10}")
-    for mode in MODES:
-        m = report[mode]
-        click.echo(f"{mode:10}{m['recall@1']:>10.3f}{m['recall@5']:>10.3f}{m['mrr@10']:>10.3f}")
-    a = report["answers"]
-    click.echo(f"answers (extractive, threshold {a['threshold']}): answered_rate {a['answered_rate']:.3f}  "
-               f"citation_hit_rate {a['citation_hit_rate']:.3f}  abstain_rate {a['abstain_rate']:.3f}")
-    for warning in report["warnings"]:
+    for name, m in report.retrieval.metrics.items():
+        click.echo(f"{name:10}{m.recall_at_1:>10.3f}{m.recall_at_5:>10.3f}{m.mrr_at_10:>10.3f}")
+    a = report.answers
+    click.echo(f"answers (extractive, threshold {a.threshold}): answered_rate {a.answered_rate:.3f}  "
+               f"citation_hit_rate {a.citation_hit_rate:.3f}  abstain_rate {a.abstain_rate:.3f}")
+    for warning in report.retrieval.warnings:
         click.echo(f"warning: {warning}", err=True)
 
 
@@ -82,81 +88,73 @@ def tune_command(questions_file: Path, content_dir: Path | None, index_dir: Path
     threshold that declines the most of them while answering at least 92% of the answerable
     ones, with a leave-one-out estimate. Prints the KB_ settings to use.
     """
+    import dataclasses
+
     from tqdm import tqdm
 
-    from search_service.evaluation import tune_abstention, tune_fusion, tune_grid
+    from search_service.evaluation import tune_corpus, tune_grid
 
     settings = current_settings()
     content_dir, index_dir = resolve_folders(settings, content_dir, index_dir)
     questions, retriever = _labelled_corpus(settings, questions_file, content_dir, index_dir, quiet=as_json)
-    total = len(tune_grid(retriever.params, quick=quick))
+    total = len(tune_grid(retriever.config, quick=quick))
     with tqdm(total=total, desc="settings", unit="setting", disable=as_json) as bar:
         try:
-            report = tune_fusion(retriever, questions, folds=folds, quick=quick, progress=bar.update)
+            report = tune_corpus(retriever, questions, settings=settings, folds=folds, quick=quick, progress=bar.update)
         except ValueError as exc:
             raise click.ClickException(str(exc)) from exc
-    from search_service.answering.extractive import abstain_threshold
-
-    report["abstention"] = tune_abstention(retriever, questions, current=abstain_threshold(settings, retriever))
     if save:
-        report["saved"] = str(_save_tuning(settings, report, questions_file, content_dir, index_dir, retriever.embedder))
+        saved = _save_tuning(settings, report, questions_file=questions_file, content_dir=content_dir,
+                             index_dir=index_dir, embedder=retriever.embedder)
+        report = dataclasses.replace(report, saved=str(saved))
     if as_json:
-        click.echo(json.dumps(report, indent=2))
+        click.echo(json.dumps(report.to_json(), indent=2))
         return
-    rec = report["recommended"]
-    click.echo(f"{report['questions']} answerable questions, {report['settings_tried']} settings")
-    for label, key in (("current", "current_metrics"), ("recommended", "recommended_metrics"),
-                       ("cross-validated", "cross_validated")):
-        if report[key]:
-            m = report[key]
-            click.echo(f"{label:16} recall@1 {m['recall@1']:.3f}  recall@5 {m['recall@5']:.3f}  mrr@10 {m['mrr@10']:.3f}")
-    click.echo(f"KB_FUSION_WEIGHTS='{json.dumps(rec['fusion_weights'])}' KB_RERANK_WEIGHT={rec['rerank_weight']} "
-               f"KB_RERANK_DEPTH={rec['rerank_depth']}")
+    _print_tune_report(report)
+
+
+def _print_tune_report(report: TuneReport) -> None:
+    """`kb tune`'s figures and the KB_ settings to use, as text."""
+    rec = report.recommended
+    click.echo(f"{report.questions} answerable questions, {report.settings_tried} settings")
+    for label, m in (("current", report.current_metrics), ("recommended", report.recommended_metrics),
+                     ("cross-validated", report.cross_validated)):
+        if m is not None:
+            click.echo(f"{label:16} recall@1 {m.recall_at_1:.3f}  recall@5 {m.recall_at_5:.3f}  mrr@10 {m.mrr_at_10:.3f}")
+    click.echo(f"KB_FUSION_WEIGHTS='{json.dumps(list(rec.fusion_weights))}' KB_RERANK_WEIGHT={rec.rerank_weight} "
+               f"KB_RERANK_DEPTH={rec.rerank_depth}")
     click.echo("The cross-validated line is the honest estimate: if it is not better than 'current', keep the defaults.")
-    abstention = report["abstention"]
+    abstention = report.abstention
     if abstention is None:
         click.echo("No unanswerable questions in the file: add some to calibrate the abstention threshold.")
         return
-    now, loo = abstention["current"], abstention["leave_one_out"]
-    click.echo(f"abstention over {abstention['unanswerable_questions']} unanswerable questions:")
-    click.echo(f"{'current':16} threshold {now['threshold']:.3f}  answered {now['answered_rate']:.3f}  "
-               f"declined {now['abstain_rate']:.3f}")
-    click.echo(f"{'recommended':16} threshold {abstention['threshold']:.3f}  answered {abstention['answered_rate']:.3f}  "
-               f"declined {abstention['abstain_rate']:.3f}")
-    click.echo(f"{'leave-one-out':16}                  answered {loo['answered_rate']:.3f}  declined {loo['abstain_rate']:.3f}")
-    click.echo(f"KB_ABSTAIN_THRESHOLD={abstention['threshold']}")
+    now, loo = abstention.current, abstention.leave_one_out
+    click.echo(f"abstention over {abstention.unanswerable_questions} unanswerable questions:")
+    click.echo(f"{'current':16} threshold {now.threshold:.3f}  answered {now.answered_rate:.3f}  "
+               f"declined {now.abstain_rate:.3f}")
+    click.echo(f"{'recommended':16} threshold {abstention.threshold:.3f}  answered {abstention.answered_rate:.3f}  "
+               f"declined {abstention.abstain_rate:.3f}")
+    click.echo(f"{'leave-one-out':16}                  answered {loo.answered_rate:.3f}  declined {loo.abstain_rate:.3f}")
+    click.echo(f"KB_ABSTAIN_THRESHOLD={abstention.threshold}")
 
 
-def _save_tuning(settings, report: dict, questions_file: Path, content_dir: Path, index_dir: Path, embedder) -> Path:
-    """Write the recommended ranking weights (and the abstention threshold, when enough unanswerable
-    questions calibrated it) next to the content, and re-index so they apply."""
-    from search_service.evaluation import MIN_UNANSWERABLE_TO_SAVE
-    from search_service.settings import TUNING_FILE, CorpusTuning
+def _save_tuning(settings: Settings, report: TuneReport, *, questions_file: Path, content_dir: Path, index_dir: Path,
+                 embedder: Embedder) -> Path:
+    """Save the recommended weights next to the content (see ``save_tuning``), say what was kept, and
+    re-index so they apply."""
+    from search_service.evaluation import MIN_UNANSWERABLE_TO_SAVE, save_tuning
 
-    rec, abstention = report["recommended"], report["abstention"]
-    calibrated = abstention is not None and abstention["unanswerable_questions"] >= MIN_UNANSWERABLE_TO_SAVE
-    if not calibrated:
-        found = abstention["unanswerable_questions"] if abstention else 0
-        click.echo(f"abstention threshold not saved: {found} unanswerable questions, "
+    saved = save_tuning(report, content_dir=content_dir, questions_file=questions_file, settings=settings)
+    if not saved.threshold_saved:
+        click.echo(f"abstention threshold not saved: {saved.unanswerable_questions} unanswerable questions, "
                    f"at least {MIN_UNANSWERABLE_TO_SAVE} are needed to calibrate it", err=True)
-    tuning = CorpusTuning(fusion_weights=tuple(rec["fusion_weights"]), rerank_weight=rec["rerank_weight"],
-                          rerank_depth=rec["rerank_depth"],
-                          abstain_threshold=abstention["threshold"] if calibrated else None)
-    record = {**tuning.model_dump(mode="json"), "chosen_by": "kb tune", "questions": questions_file.name,
-              "answerable_questions": report["questions"], "recommended_metrics": report["recommended_metrics"],
-              "cross_validated": report["cross_validated"],
-              "abstention_leave_one_out": abstention["leave_one_out"] if calibrated else None,
-              "saved_on": settings.current_date().isoformat()}
-    path = content_dir / TUNING_FILE
-    path.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
     run_index(settings, content_dir, index_dir, embedder, quiet=True)
-    overridden = sorted(set(CorpusTuning.model_fields) & settings.model_fields_set)
-    click.echo(f"saved {path}; the index at {index_dir} now uses these settings "
+    click.echo(f"saved {saved.path}; the index at {index_dir} now uses these settings "
                "(a running service: kill -HUP or POST /v1/admin/reload)", err=True)
-    if overridden:
-        click.echo(f"note: {', '.join('KB_' + name.upper() for name in overridden)} set in the environment "
+    if saved.overridden:
+        click.echo(f"note: {', '.join('KB_' + name.upper() for name in saved.overridden)} set in the environment "
                    "still override the saved weights", err=True)
-    return path
+    return saved.path
 
 
 COMMANDS = [eval_command, tune_command]
