@@ -84,10 +84,6 @@ def ask_generative(retriever: HybridRetriever, question: str, settings: Settings
                llm=ChatClient.from_settings(settings), mode=AnswerMode.generative)
 
 
-# The only fallback a healthy server may cause: its reply was received and parsed, then rejected.
-CITATION_CHECK_FALLBACK = "LLM answer cited none of the given sections"
-
-
 @pytest.fixture(scope="module")
 def generative_api(retriever, llm_server, tmp_path_factory):
     from search_service.api import create_app
@@ -99,16 +95,16 @@ def generative_api(retriever, llm_server, tmp_path_factory):
 
 
 def _check_healthy_outcome(body: dict, given: int = 6) -> None:
-    """A generative answer citing only sections that were given, or the citation check's fallback."""
+    """A healthy server gives a generative answer: never a fallback, citations only to sections given.
+
+    The client decodes greedily with a fixed seed, so the same question over the same sections gets
+    the same reply; replies without [n] markers are attributed to the sections they restate.
+    """
+    assert body["fallback"] is None, body
+    assert body["mode"] == "generative" and body["answered"] and body["citations"], body
     numbers = [c["n"] for c in body["citations"]]
     assert all(1 <= n <= given for n in numbers)
-    cited = {int(n) for n in re.findall(r"\[(\d+)\]", body["answer"])}
-    assert cited <= set(numbers) or not body["answered"]
-    if body["fallback"] is None:
-        assert body["mode"] == "generative" and body["citations"] and body["answered"], body
-    else:
-        assert body["fallback"] == CITATION_CHECK_FALLBACK, body  # not unreachable, timed out, HTTP or malformed
-        assert body["mode"] == "extractive"
+    assert {int(n) for n in re.findall(r"\[(\d+)\]", body["answer"])} <= set(numbers)
 
 
 def test_client_completes_against_the_real_server(retriever, llm_server):
@@ -127,8 +123,7 @@ def test_client_streams_from_the_real_server(retriever, llm_server):
 
 
 def test_round_trip_through_real_server(generative_api):
-    body = generative_api.post("/v1/ask", json={"question": "who pays for AI pilots and the shared platform?",
-                                                "mode": "generative"}).json()
+    body = generative_api.post("/v1/ask", json={"question": "who pays for AI pilots?", "mode": "generative"}).json()
     assert body["answered"] is True
     _check_healthy_outcome(body)
 
@@ -228,7 +223,7 @@ def test_prompt_injection_does_not_change_what_generative_mode_does(injected_ret
     given = 4  # two pages, at most two sections each
     assert all(1 <= c.n <= given for c in answer.citations)
     assert "[9]" not in answer.answer and "[42]" not in answer.answer and "PWNED" not in answer.answer
-    if answer.fallback is None:
-        assert answer.mode == AnswerMode.generative and answer.citations
-    else:
-        assert answer.fallback == CITATION_CHECK_FALLBACK and answer.mode == AnswerMode.extractive
+    # A model that obeys the page (cites made-up numbers) has its reply rejected; one that does not
+    # gives a generative answer. Either way the injected text never reaches the reader.
+    assert answer.fallback in (None, "LLM answer cited none of the given sections"), answer
+    assert (answer.mode == AnswerMode.generative) == (answer.fallback is None)

@@ -19,8 +19,10 @@ from search_service.settings import Settings
 
 logger = logging.getLogger(__name__)
 
-# Low, so the model stays close to the quoted sections instead of improvising around them.
-TEMPERATURE = 0.1
+# Greedy decoding: the model stays close to the quoted sections instead of improvising around them,
+# and the same question over the same sections gets the same answer (a fixed seed for servers that sample anyway).
+TEMPERATURE = 0.0
+SEED = 0
 # A server that does not accept the connection within this many seconds is down, whatever the read timeout.
 MAX_CONNECT_SECONDS = 5.0
 
@@ -90,7 +92,7 @@ class ChatClient:
         return httpx.Timeout(self.timeout, connect=min(MAX_CONNECT_SECONDS, self.timeout))
 
     def _body(self, messages: list[ChatMessage], *, stream: bool) -> dict[str, Any]:
-        return {"model": self.model, "messages": messages, "temperature": TEMPERATURE,
+        return {"model": self.model, "messages": messages, "temperature": TEMPERATURE, "seed": SEED,
                 "max_tokens": self.max_tokens, "stream": stream}
 
     @contextmanager

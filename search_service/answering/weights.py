@@ -67,3 +67,12 @@ class ExtractiveWeights:
 
 
 WEIGHTS = ExtractiveWeights()
+
+# Generative replies without [n] markers (small models often leave them out): a sentence is attributed
+# to the given section that holds the largest share of its content words, when that share is at least
+# this much; a reply with any substantial sentence below it is not trusted (the extractive answer is
+# given instead). Set by hand: a sentence that restates a section keeps most of its words, one that
+# adds outside knowledge does not.
+GROUNDED_SHARE = 0.6
+# Sentences with fewer content words than this ("Here are the steps:") are neither attributed nor judged.
+MIN_ATTRIBUTED_WORDS = 3

@@ -26,6 +26,8 @@ CHUNKER_VERSION = "2"
 # Words per chunk before a section splits between blocks; 80 to 240 were tried and none did better
 # (docs/search-quality.md).
 MAX_WORDS = 160
+# The kind of a page's profile chunk (title, summary, tags, section names), which is not a section of the text.
+PROFILE_KIND = "profile"
 
 _LIST_ITEM_RE = re.compile(r"^ {0,3}(?:[-*+]|\d+[.)])[ \t]+")
 
@@ -41,12 +43,17 @@ class Chunk:
     text: str
     ordinal: int = 0
     part: int = 0
-    kind: str = "text"  # text | list | steps | table | mixed
+    kind: str = "text"  # text | list | steps | table | mixed | ..., or PROFILE_KIND
     blocks: list[str] = field(default_factory=list)
 
     @property
     def id(self) -> str:
         return f"{self.page_path}#{self.anchor}~{self.part}"
+
+    @property
+    def is_profile(self) -> bool:
+        """Whether this is its page's profile rather than a section of the page's text."""
+        return self.kind == PROFILE_KIND
 
     @property
     def section(self) -> str:
@@ -174,4 +181,4 @@ def page_profile(page: Page, chunks: list[Chunk]) -> Chunk:
     if not lines and chunks:
         lines.append(chunks[0].text)
     return Chunk(page_path=page.path, title=page.meta.title, heading_path=[], anchor="",
-                 text="\n".join(lines), part=-1, kind="profile", ordinal=-1)
+                 text="\n".join(lines), part=-1, kind=PROFILE_KIND, ordinal=-1)

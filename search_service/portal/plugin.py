@@ -21,7 +21,7 @@ from mkdocs.structure.nav import Navigation, Section
 from mkdocs.structure.pages import Page as SitePage
 from mkdocs.utils import get_relative_url
 
-from search_service.content import Audience, Page, PageType, load_content
+from search_service.content import Audience, Page, PageType, Status, load_content
 from search_service.portal.config import PortalConfig
 from search_service.settings import get_settings
 
@@ -183,7 +183,7 @@ class PortalPlugin(BasePlugin[PortalConfig]):  # type: ignore[no-untyped-call]
         # Front-matter titles are data: themes print page titles unescaped in the navigation.
         page.meta["title"] = html.escape(source.meta.title, quote=False)
         # Material reads `status` as a navigation badge; only "deprecated" means the same thing there.
-        if source.meta.status.value == "deprecated":
+        if source.meta.status is Status.deprecated:
             page.meta["status"] = "deprecated"
         else:
             page.meta.pop("status", None)
@@ -215,7 +215,7 @@ class PortalPlugin(BasePlugin[PortalConfig]):  # type: ignore[no-untyped-call]
                 f"<p>This page was due for review on {meta.review_due()} and may be out of date. "
                 f"Check with its owner, {_esc(meta.owner or 'the CoE')}, before relying on it.</p>\n</div>\n"
             )
-        if meta.status.value == "deprecated":
+        if meta.status is Status.deprecated:
             target = files.get_file_from_path(meta.superseded_by) if meta.superseded_by else None
             own = files.get_file_from_path(src_uri)
             replacement = ""

@@ -14,7 +14,7 @@ logger = logging.getLogger(__name__)
 
 def is_page_profile(chunk: Chunk) -> bool:
     """Whether a chunk is its page's profile (title, summary, tags, section names), not a section of the text."""
-    return chunk.kind == "profile"
+    return chunk.is_profile
 
 
 @dataclass

@@ -32,12 +32,22 @@ def test_reply_keeps_the_models_numbers_and_drops_made_up_ones():
 @pytest.mark.parametrize(("reply", "reason"), [
     ("", "LLM returned an empty answer"),
     ("NOT COVERED", "LLM found the sections insufficient"),
-    ("Pilots are paid by the department.", "LLM answer cited none of the given sections"),
+    ("Pilots are funded by the finance committee in Zurich.", "cited none of the given sections and does not restate"),
+    ("Pilots are paid by the department. Budgets are approved by the board every spring.", "does not restate"),
     ("PWNED [9]", "LLM answer cited none of the given sections"),
 ])
 def test_untrustworthy_replies_raise_with_the_reason(reply, reason):
     with pytest.raises(LLMError, match=reason):
         finish_generated(reply, RESULT, SOURCES, site_url="/", confidence=0.9)
+
+
+def test_an_uncited_reply_that_restates_the_sections_is_attributed_sentence_by_sentence():
+    answer = finish_generated("Here is what I found:\nPilots are paid by the sponsoring department. "
+                              "The shared platform is funded centrally.", RESULT, SOURCES, site_url="/", confidence=0.8)
+    assert answer.answer == ("Here is what I found:\nPilots are paid by the sponsoring department. [1] "
+                             "The shared platform is funded centrally. [2]")
+    assert [(c.n, c.path) for c in answer.citations] == [(1, "ops/funding.md"), (2, "ops/platform.md")]
+    assert answer.mode == AnswerMode.generative and answer.fallback is None
 
 
 def test_page_text_cannot_close_the_section_delimiter():
