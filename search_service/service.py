@@ -83,8 +83,13 @@ def open_retriever(settings: Settings, index_dir: Path | None = None, embedder: 
 
 
 def reload_retriever(settings: Settings, current: HybridRetriever) -> HybridRetriever:
-    """The index now current on disk, with the same model (and the corpus's new tuning, if any)."""
-    return open_retriever(settings, embedder=current.embedder)
+    """The build now current in the index folder ``current`` was loaded from, with the same model (and the
+    corpus's new tuning, if any), checked like the first load.
+
+    Raises:
+        IndexLoadError: the build is missing, broken or changed since it was written.
+    """
+    return open_retriever(settings, index_dir=current.index.index_dir, embedder=current.embedder)
 
 
 def open_store(settings: Settings) -> Store:
@@ -105,7 +110,9 @@ def readiness(retriever: HybridRetriever) -> dict[str, object]:
         "status": "ready",
         "index": {key: manifest.get(key) for key in
                   ("model", "dimension", "chunker_version", "index_type", "pages", "chunks", "built_at", "content_hash")},
+        "build": retriever.index.path.name,  # which build this worker serves, to see a reload reach every worker
         "ranking": {"fusion_weights": list(config.fusion_weights),
+                    "reranking": retriever.parts.reranker is not None,  # what is loaded, not what is configured
                     "rerank_weight": config.rerank_weight, "rerank_depth": config.rerank_depth,
                     "content_tuning": manifest.get("tuning")},  # the content's .kb-tuning.json, if any
     }

@@ -16,6 +16,7 @@ from starlette.exceptions import HTTPException
 
 from search_service import __version__, service
 from search_service.api import admin, ask, feedback, health, metrics, search, security
+from search_service.api.live_index import LiveIndex
 from search_service.ranking.retriever import HybridRetriever
 from search_service.settings import Settings, get_settings
 
@@ -28,7 +29,8 @@ def load_state(settings: Settings) -> HybridRetriever:
 
 
 def _reload_on_sighup(app: FastAPI) -> None:
-    """`kill -HUP <pid>` reloads the index, like POST /v1/admin/reload."""
+    """`kill -HUP <pid>` reloads the index, like POST /v1/admin/reload (with several workers the supervisor
+    forwards the signal to each: see :mod:`search_service.api.workers`)."""
     import asyncio
     import signal
     import threading
@@ -36,7 +38,7 @@ def _reload_on_sighup(app: FastAPI) -> None:
     def reload() -> None:
         try:
             result = admin.reload_index(app)
-            logger.warning("SIGHUP: index reloaded (%s chunks)", result["chunks"])
+            logger.warning("SIGHUP: now serving build %s (%s chunks)", result["build"], result["chunks"])
         except Exception as exc:
             logger.error("SIGHUP: new index rejected, still serving the previous one: %s", exc)
 
@@ -119,11 +121,14 @@ def create_app(settings: Settings | None = None, *, retriever: HybridRetriever |
         app.state.settings = config
         app.state.retriever = retriever if retriever is not None else load_state(config)
         app.state.store = service.open_store(config)
+        app.state.live_index = LiveIndex(app, config)
         _reload_on_sighup(app)
         manifest = app.state.retriever.index.manifest
-        logger.info("index loaded: %s pages, %s chunks, model %s",
+        logger.info("index loaded: build %s, %s pages, %s chunks, model %s", app.state.retriever.index.path.name,
                     manifest.get("pages"), manifest.get("chunks"), manifest.get("model"))
+        app.state.live_index.start()  # follow rebuilds, whichever worker or replica was told to reload
         yield
+        app.state.live_index.stop()
         app.state.store.dispose()
 
     app = FastAPI(

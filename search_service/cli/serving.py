@@ -69,9 +69,10 @@ def serve_command(host: str | None, port: int | None, build: bool, config_file: 
     _check_store(config)
     click.echo(f"portal on http://{host}:{port}/  API on http://{host}:{port}/v1  (Ctrl+C stops)", err=True)
     if workers > 1:
+        from search_service.api.workers import serve_workers
+
         del retriever  # each worker process loads its own copy
-        uvicorn.run("search_service.api.app:create_app", factory=True, host=host, port=port, workers=workers,
-                    log_level="info")
+        serve_workers(host, port, workers)  # SIGHUP reloads each worker instead of restarting it
     else:
         uvicorn.run(create_app(config, retriever=retriever), host=host, port=port, log_level="info")
 

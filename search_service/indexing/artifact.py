@@ -19,10 +19,13 @@ Files of a build (row ``i`` of every index is chunk ``i`` of ``chunks.jsonl``)::
     bm25-pages/       BM25 over whole pages (:func:`page_document`)
     tokens/           word-piece vectors per page; format in :mod:`search_service.indexing.artifact_tokens`
                       (unchanged pages' files are hard links to the previous build's)
+    checksums.json    the sha256 of every other file (written last); loading refuses a build whose files
+                      differ from it, so a missing or edited file is named instead of served
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -44,7 +47,7 @@ from search_service.indexing.tokens import TokenStore
 
 logger = logging.getLogger(__name__)
 
-FORMAT_VERSION = 3  # 3: word-piece vectors for late interaction
+FORMAT_VERSION = 4  # 3: word-piece vectors for late interaction; 4: checksums.json
 
 # The index folder.
 CURRENT_LINK = "current"
@@ -62,6 +65,8 @@ PAGE_HASHES_FILE = "page-hashes.json"
 DENSE_FILE = "dense.faiss"
 KEYWORD_DIR = "bm25"
 PAGE_KEYWORD_DIR = "bm25-pages"
+CHECKSUMS_FILE = "checksums.json"
+CHECKSUM_ALGORITHM = "sha256"
 
 IndexType = Literal["flat", "hnsw"]
 # HNSW graph degree and search depths: FAISS's customary values, not tuned on this corpus; flat is
@@ -200,6 +205,57 @@ def read_page_hashes(build: Path) -> PageHashes:
     return cast(PageHashes, data)
 
 
+def build_files(build: Path) -> list[str]:
+    """The files of a build folder (paths relative to it, ``/``-separated, sorted), its checksums file aside."""
+    return sorted(path.relative_to(build).as_posix() for path in build.rglob("*")
+                  if path.is_file() and path.name != CHECKSUMS_FILE)
+
+
+def file_digest(path: Path) -> str:
+    """The sha256 of a file's bytes, read in blocks."""
+    with open(path, "rb") as handle:
+        return hashlib.file_digest(handle, CHECKSUM_ALGORITHM).hexdigest()
+
+
+def write_checksums(build: Path) -> None:
+    """Write ``checksums.json``: the digest of every other file of the build (call when they are all written)."""
+    _write_json(build / CHECKSUMS_FILE, {"algorithm": CHECKSUM_ALGORITHM,
+                                         "files": {name: file_digest(build / name) for name in build_files(build)}})
+
+
+def _checksum_listing(build: Path) -> dict[str, str]:
+    """The file name -> digest mapping ``checksums.json`` holds; ValueError when it is not shaped as written."""
+    listing = _read_json_object(build / CHECKSUMS_FILE)
+    files = listing.get("files")
+    if listing.get("algorithm") != CHECKSUM_ALGORITHM or not isinstance(files, dict):
+        raise ValueError(f"{CHECKSUMS_FILE} does not list {CHECKSUM_ALGORITHM} digests of files")
+    return {str(name): str(digest) for name, digest in files.items()}
+
+
+def verify_checksums(build: Path, rebuild: str) -> None:
+    """Every file of the build is present, unchanged since the build, and listed.
+
+    Raises:
+        IndexLoadError: naming the first file that is missing, edited or foreign to the build.
+    """
+    try:
+        expected = _checksum_listing(build)
+    except (OSError, ValueError) as exc:
+        raise IndexLoadError(f"index at {build} is corrupt: no readable {CHECKSUMS_FILE} ({exc}); {rebuild}") from exc
+    for name, digest in expected.items():
+        try:
+            actual = file_digest(build / name)
+        except OSError as exc:
+            raise IndexLoadError(f"index at {build} is corrupt: {name} is missing or unreadable "
+                                 f"({exc.strerror or exc}); {rebuild}") from exc
+        if actual != digest:
+            raise IndexLoadError(f"index at {build} is corrupt: {name} was changed after the build "
+                                 f"(its {CHECKSUM_ALGORITHM} differs from {CHECKSUMS_FILE}); {rebuild}")
+    foreign = [name for name in build_files(build) if name not in expected]
+    if foreign:
+        raise IndexLoadError(f"index at {build} is corrupt: {foreign[0]} is not a file of the build; {rebuild}")
+
+
 def make_dense_index(vectors: npt.NDArray[np.float32], index_type: str) -> faiss.Index:
     """A FAISS inner-product index of ``vectors`` (HNSW when ``index_type`` is "hnsw", else flat)."""
     dimension = vectors.shape[1]
@@ -252,6 +308,7 @@ class SearchIndex:
     manifest: Manifest
     path: Path
     tokens: TokenStore | None = None  # word-piece vectors; None disables the late-interaction re-ranker
+    index_dir: Path | None = None  # the index folder whose ``current`` link led here, which reloads follow
 
     @property
     def vectors(self) -> npt.NDArray[np.float32]:
@@ -309,7 +366,10 @@ def _check_consistency(index: SearchIndex, rebuild: str) -> None:
 
 
 def load_index(index_dir: Path, *, model: str | None = None, dimension: int | None = None) -> SearchIndex:
-    """Load the live index, checking it is complete and matches ``model``/``dimension``.
+    """Load the live index, checking it is complete, unchanged since its build, and matches ``model``/``dimension``.
+
+    Every file is read into memory (none stays memory-mapped), so a file changed or truncated on disk
+    later cannot crash the process; the next reload refuses it instead.
 
     Raises:
         IndexLoadError: with a message that says how to rebuild.
@@ -320,7 +380,9 @@ def load_index(index_dir: Path, *, model: str | None = None, dimension: int | No
     if build is None or not build.is_dir():
         raise IndexLoadError(f"no search index at {index_dir}: {rebuild}")
     manifest = _checked_manifest(build, rebuild, model=model, dimension=dimension)
+    verify_checksums(build, rebuild)
     index = _read_build(build, manifest, rebuild)
+    index.index_dir = index_dir
     _check_consistency(index, rebuild)
     if index.tokens is None:
         logger.warning("index at %s has no word-piece vectors: late-interaction re-ranking is off; %s", build, rebuild)

@@ -1,7 +1,7 @@
 """The ``tokens/`` folder of a build: the on-disk format of the word-piece vectors.
 
 One segment per page, named by the model and the page's content hash (:func:`segment_key`):
-``<key>.npy`` holds the float16 word-piece vectors of the page's chunks (read memory-mapped) and
+``<key>.npy`` holds the float16 word-piece vectors of the page's chunks (read into memory) and
 ``<key>.ids.npy`` their int32 word-piece ids. ``segments.json`` lists the segments in index order
 with each chunk's token count (``{"dimension": d, "segments": [{"key": k, "counts": [n, ...]}]}``),
 and ``df.npy`` holds each word piece's document frequency (int32, indexed by word-piece id). A
@@ -46,7 +46,7 @@ class Segment:
 
 @dataclass
 class TokenArrays:
-    """What a ``tokens/`` folder holds, read back: one memory-mapped matrix per segment, spans, frequencies."""
+    """What a ``tokens/`` folder holds, read back: one in-memory matrix per segment, spans, frequencies."""
 
     segments: list[npt.NDArray[np.float16]]
     spans: npt.NDArray[np.int64]  # per chunk: segment number, first row, end row
@@ -137,7 +137,10 @@ def read_listing(directory: Path) -> dict[str, list[int]]:
 
 
 def read_segments(directory: Path) -> TokenArrays:
-    """Read a ``tokens/`` folder, the vectors memory-mapped.
+    """Read a ``tokens/`` folder into memory.
+
+    Not memory-mapped: a mapped file truncated or rewritten on disk while served kills the process
+    with SIGBUS, and the vectors are small (37 MB for the 49 playbooks, read in well under a second).
 
     Raises:
         OSError, ValueError, KeyError: a file is missing, unreadable or of the wrong shape.
@@ -147,7 +150,7 @@ def read_segments(directory: Path) -> TokenArrays:
     segments: list[npt.NDArray[np.float16]] = []
     spans: list[tuple[int, int, int]] = []
     for number, entry in enumerate(listing["segments"]):
-        vectors = np.load(directory / f"{entry['key']}{VECTORS_SUFFIX}", mmap_mode="r")
+        vectors = np.load(directory / f"{entry['key']}{VECTORS_SUFFIX}")
         counts = [int(c) for c in entry["counts"]]
         if vectors.ndim != 2 or vectors.shape[1] != dimension or vectors.shape[0] != sum(counts):
             raise ValueError(f"segment {entry['key']} has shape {vectors.shape}, "

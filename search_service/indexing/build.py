@@ -42,6 +42,7 @@ from search_service.indexing.artifact import (
     load_index,
     make_dense_index,
     page_document,
+    write_checksums,
     write_chunks,
     write_dense,
     write_keyword_indexes,
@@ -205,7 +206,8 @@ def _manifest(plan: BuildPlan, embedded: EmbeddedChunks, *, dimension: int, toke
 
 
 def write_build(folder: Path, plan: BuildPlan, embedded: EmbeddedChunks, *, dimension: int, started: float) -> None:
-    """Write every file of the build into ``folder`` and flush it to disk; the manifest comes last.
+    """Write every file of the build into ``folder`` and flush it to disk; the manifest, then the checksums
+    of every file, come last.
 
     ``started`` is the build's ``time.perf_counter()`` start, for the manifest's ``build_seconds``.
     """
@@ -219,6 +221,7 @@ def write_build(folder: Path, plan: BuildPlan, embedded: EmbeddedChunks, *, dime
                                          pages={page.page.path: page.page_hash for page in plan.pages}))
     write_manifest(folder, _manifest(plan, embedded, dimension=dimension, token_vectors=token_vectors,
                                      seconds=time.perf_counter() - started))
+    write_checksums(folder)
     fsync_dir(folder)
 
 

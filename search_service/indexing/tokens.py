@@ -56,7 +56,7 @@ class TokenStore:
 
     @classmethod
     def load(cls, directory: Path) -> TokenStore:
-        """The word-piece vectors of a build's ``tokens/`` folder, memory-mapped.
+        """The word-piece vectors of a build's ``tokens/`` folder, read into memory.
 
         Raises:
             OSError, ValueError, KeyError: a file is missing, unreadable or of the wrong shape.
@@ -70,7 +70,7 @@ class TokenStore:
         return int(sum(s.shape[0] for s in self.segments))
 
     def rows(self, chunk: int) -> npt.NDArray[np.float16]:
-        """The word-piece vectors of one chunk (float16, memory-mapped)."""
+        """The word-piece vectors of one chunk (float16)."""
         number, start, end = self.spans[chunk]
         rows: npt.NDArray[np.float16] = self.segments[number][start:end]
         return rows
@@ -100,7 +100,7 @@ class TokenStore:
         if not present or query.tokens.ids.size == 0:
             return np.zeros(len(chunk_ids), dtype=np.float32)
         q, weights = self.query_pieces(query)
-        # Each chunk's rows are contiguous: slicing the memory map reads only them. torch converts
+        # Each chunk's rows are contiguous, so slicing copies nothing. torch converts
         # float16 several times faster than numpy and multiplies on the model's own threads (numpy's
         # OpenBLAS threads would spin and slow the next query's forward pass).
         rows = torch.from_numpy(np.concatenate([parts[n] for n in present])).float()

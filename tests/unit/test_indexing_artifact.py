@@ -15,6 +15,7 @@ from search_service.indexing.artifact import (
     current_build,
     load_index,
     read_manifest,
+    write_checksums,
 )
 from search_service.indexing.artifact_tokens import Segment, read_listing, read_segments, segment_key, write_segments
 from search_service.indexing.build import EmbeddedChunks, write_build
@@ -68,7 +69,8 @@ def test_a_written_build_loads_back_exactly(built):
     assert index.pages == plan.page_meta
     assert np.allclose(index.vectors, embedded.matrix(plan.chunks, DIMENSION))
     assert sorted(p.name for p in index.path.iterdir()) == sorted(
-        ["manifest.json", "chunks.jsonl", "pages.json", "page-hashes.json", "dense.faiss", "bm25", "bm25-pages", "tokens"])
+        ["manifest.json", "chunks.jsonl", "pages.json", "page-hashes.json", "dense.faiss", "bm25", "bm25-pages", "tokens",
+         "checksums.json"])
     for n, chunk in enumerate(plan.chunks):  # row n of the word-piece store is chunk n's vectors
         assert np.array_equal(index.tokens.rows(n), embedded.tokens[chunk.content_hash].vectors)
     # BM25 rows follow chunk and page order: a word of one chunk finds that chunk and its page first.
@@ -98,21 +100,28 @@ def test_chunk_lines_carry_the_id_and_read_back_to_the_same_chunk(built):
 
 
 def _corrupt(index_dir, name, text):
+    """Damage a file and re-seal the build, as a faulty writer would: the checks behind the checksums still refuse it."""
     (current_build(index_dir) / name).write_text(text)
+    write_checksums(current_build(index_dir))
+
+
+def _save_sealed(index_dir, path, array):
+    np.save(path, array)
+    write_checksums(current_build(index_dir))
 
 
 @pytest.mark.parametrize(("damage", "message"), [
     (lambda d: _corrupt(d, "manifest.json", "{broken"), r"has no readable manifest \(.*\); run `kb index --index-dir "),
     (lambda d: _corrupt(d, "manifest.json", "[1, 2]"), r"has no readable manifest \(manifest.json holds list"),
     (lambda d: _corrupt(d, "manifest.json", json.dumps({**read_manifest(current_build(d)), "format": 2})),
-     r"has format 2, this version reads 3; run `kb index"),
+     rf"has format 2, this version reads {FORMAT_VERSION}; run `kb index"),
     (lambda d: _corrupt(d, "dense.faiss", "not a faiss file"), r"is corrupt \(RuntimeError: .*\); run `kb index"),
     (lambda d: _corrupt(d, "chunks.jsonl", "".join((current_build(d) / "chunks.jsonl").read_text().splitlines(True)[1:])),
      r"is inconsistent \(\d+ vectors, \d+ chunks\)"),
     (lambda d: _corrupt(d, "manifest.json", json.dumps({**read_manifest(current_build(d)), "dimension": 5})),
      r"stores 6-d vectors but its manifest says 5"),
-    (lambda d: np.save(next((current_build(d) / "tokens").glob("*.ids.npy")).with_suffix("").with_suffix(".npy"),
-                       np.zeros((1, DIMENSION), np.float16)),
+    (lambda d: _save_sealed(d, next((current_build(d) / "tokens").glob("*.ids.npy")).with_suffix("").with_suffix(".npy"),
+                            np.zeros((1, DIMENSION), np.float16)),
      r"is corrupt \(ValueError: segment \w+ has shape \(1, 6\), expected"),
 ])
 def test_a_damaged_build_gives_the_documented_load_error(built, damage, message):
@@ -138,6 +147,7 @@ def test_a_build_without_word_pieces_loads_with_reranking_off(built, caplog):
 
     index_dir = built[0]
     shutil.rmtree(current_build(index_dir) / "tokens")
+    write_checksums(current_build(index_dir))  # a build made without them, not one that lost them
     with caplog.at_level(logging.WARNING):
         index = load_index(index_dir)
     assert index.tokens is None and "late-interaction re-ranking is off" in caplog.text
@@ -183,3 +193,43 @@ def test_maxsim_equals_a_brute_force_idf_weighted_mean_of_best_matches(tmp_path)
     idf = np.array([np.log((3 + 1) / (df[i] + 1)) for i in (2, 7)])
     expected = [float((chunks[c].vectors.astype(np.float32) @ q.T).max(axis=0) @ (idf / idf.sum())) for c in (2, 0, 1)]
     assert np.allclose(scores, expected, atol=1e-5)
+
+
+# --- checksums.json: a build is served only as it was written -------------------------------------------
+
+
+def _edit_a_chunk(build):
+    lines = (build / "chunks.jsonl").read_text().splitlines(True)
+    lines[0] = lines[0].replace('"text": "', '"text": "Edited: ', 1)
+    assert lines[0] != (build / "chunks.jsonl").read_text().splitlines(True)[0]
+    (build / "chunks.jsonl").write_text("".join(lines))
+
+
+@pytest.mark.parametrize(("damage", "message"), [
+    (_edit_a_chunk, r"is corrupt: chunks.jsonl was changed after the build \(its sha256 differs"),
+    (lambda b: __import__("shutil").rmtree(b / "tokens"), r"is corrupt: tokens/\w+\.ids\.npy is missing or unreadable"),
+    (lambda b: next((b / "tokens").glob("*.ids.npy")).unlink(), r"is corrupt: tokens/\w+\.ids\.npy is missing"),
+    (lambda b: (b / "pages.json").write_text((b / "pages.json").read_text() + " "), r"pages.json was changed after"),
+    (lambda b: (b / "checksums.json").unlink(), r"is corrupt: no readable checksums.json"),
+    (lambda b: (b / "checksums.json").write_text('{"algorithm": "md5", "files": {}}'), r"does not list sha256 digests"),
+    (lambda b: (b / "tokens" / "extra.npy").write_bytes(b"x"), r"is corrupt: tokens/extra.npy is not a file of the build"),
+])
+def test_a_build_changed_after_it_was_written_is_refused_naming_the_file(built, damage, message):
+    index_dir = built[0]
+    damage(current_build(index_dir))
+    with pytest.raises(IndexLoadError, match=message) as refused:
+        load_index(index_dir)
+    assert "run `kb index --index-dir" in str(refused.value)
+
+
+def test_token_vectors_are_read_into_memory_not_mapped(built):
+    """A mapped file truncated on disk kills the process with SIGBUS; an in-memory copy cannot."""
+    index_dir = built[0]
+    index = load_index(index_dir)
+    assert index.tokens is not None and index.index_dir == index_dir
+    before = [np.array(index.tokens.rows(n)) for n in range(index.tokens.n_docs)]
+    assert not any(isinstance(segment, np.memmap) for segment in index.tokens.segments)
+    for path in (current_build(index_dir) / "tokens").glob("*.npy"):
+        with open(path, "r+b") as handle:  # truncated in place, as a careless copy would
+            handle.truncate(0)
+    assert all(np.array_equal(index.tokens.rows(n), before[n]) for n in range(index.tokens.n_docs))
