@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from search_service.evaluation import EVAL_VIEWER, comparison_retrievers
+from search_service.indexing.artifact import write_checksums
 from search_service.indexing.build import IndexLoadError, build_index, current_build, load_index
 from search_service.indexing.tokens import TOKENS_DIR, _is_content_piece
 from search_service.ranking.retriever import HybridRetriever
@@ -97,6 +98,7 @@ def test_an_index_without_token_vectors_still_searches(tmp_path, repo_index_dir,
     copy = tmp_path / "index"
     shutil.copytree(repo_index_dir, copy, symlinks=True)
     shutil.rmtree(current_build(copy) / TOKENS_DIR)
+    write_checksums(current_build(copy))  # a build made without them: one that lost them is refused
     index = load_index(copy, model=embedder.name)
     assert index.tokens is None
     plain = HybridRetriever(index, embedder)
