@@ -40,14 +40,15 @@ TERM_COUNT_TOLERANCE = 0.05
 LENGTH_NORM_TOLERANCE = 1e-3
 
 
-@dataclass(frozen=True)
+@dataclass
 class KeywordView:
     """The keyword signals and the vocabulary of one set of visible pages."""
 
     section_keywords: SectionKeywordSignal
     page_keywords: PageKeywordSignal
     vocab: Collection[str]  # the words of those pages (what an answer's coverage is measured against)
-    tokens: TokenStore | None = None  # word-piece vectors with those pages' frequencies; None: the index has none
+    chunk_ids: np.ndarray | None = None  # the visible chunks (sorted); None: every chunk
+    tokens: TokenStore | None = None  # word-piece frequencies of those chunks, once the re-ranker asked for them
 
 
 class KeywordViews:
@@ -59,7 +60,7 @@ class KeywordViews:
         self.sections = sections
         self.page_keywords = index.page_keyword
         self.full = KeywordView(SectionKeywordSignal(index.keyword), PageKeywordSignal(index.page_keyword, self.pages),
-                                index.page_keyword.vocab, index.tokens)
+                                index.page_keyword.vocab, tokens=index.tokens)
         self._page_documents: list[list[str]] | None = None
         self._cache: dict[frozenset[str], KeywordView] = {}
 
@@ -83,9 +84,15 @@ class KeywordViews:
         documents = self._documents()
         rows = [row for row, path in enumerate(self.pages) if path in visible]
         pages = _keyword_index([documents[row] for row in rows] or [["_empty_"]])
-        tokens = self.index.tokens
         return KeywordView(SectionKeywordSignal(sections, chunk_ids), PageKeywordSignal(pages, [self.pages[r] for r in rows]),
-                           pages.vocab, visible_tokens(tokens, self.index.path / TOKENS_DIR, chunk_ids) if tokens else None)
+                           pages.vocab, chunk_ids)
+
+    def tokens(self, view: KeywordView) -> TokenStore | None:
+        """The word-piece vectors with the view's document frequencies (counted on first use: only the
+        re-ranker needs them); None when the index has none."""
+        if view.tokens is None and view.chunk_ids is not None and self.index.tokens is not None:
+            view.tokens = visible_tokens(self.index.tokens, self.index.path / TOKENS_DIR, view.chunk_ids)
+        return view.tokens
 
     def _documents(self) -> list[list[str]]:
         """Each page's words as the page-level index counted them (recovered once, see :func:`document_words`)."""
@@ -96,13 +103,22 @@ class KeywordViews:
 
 def visible_tokens(tokens: TokenStore, directory: Path, chunk_ids: np.ndarray) -> TokenStore:
     """The word-piece vectors with document frequencies counted over ``chunk_ids`` only (as a build of
-    those chunks alone counts them); the vectors themselves are shared."""
-    listing = json.loads((directory / SEGMENTS_FILE).read_text())
-    pieces = [np.load(directory / f"{entry['key']}{IDS_SUFFIX}", mmap_mode="r") for entry in listing["segments"]]
+    those chunks alone counts them); the vectors themselves are shared.
+
+    Without the build's piece ids (an index held in memory) no piece counts as seen: the query's
+    pieces then weigh alike, which depends on nothing but the number of visible chunks.
+    """
+    try:
+        listing = json.loads((directory / SEGMENTS_FILE).read_text())
+        pieces = [np.load(directory / f"{entry['key']}{IDS_SUFFIX}", mmap_mode="r") for entry in listing["segments"]]
+    except (OSError, ValueError, KeyError) as exc:
+        logger.warning("word-piece ids unreadable in %s (%s): the re-ranker weighs query pieces alike", directory, exc)
+        pieces = []
     counted: list[np.ndarray] = []
     for chunk in chunk_ids.tolist():
         number, start, end = (int(v) for v in tokens.spans[chunk])
-        counted.append(np.unique(pieces[number][start:end]))
+        if number < len(pieces):
+            counted.append(np.unique(pieces[number][start:end]))
     everything = np.concatenate(counted) if counted else np.zeros(0, np.int64)
     df = np.bincount(everything.astype(np.int64), minlength=1).astype(np.int32)
     view = TokenStore(tokens.segments, tokens.spans, df)

@@ -184,8 +184,9 @@ class HybridRetriever:
         page_scores = fusion.page_scores(scores, ranked)
         reranker = self.parts.reranker
         if reranker is not None and encoding is not None:
-            if keywords is not self.keyword_views.full and keywords.tokens is not None:
-                reranker = dataclasses.replace(reranker, tokens=keywords.tokens)  # the viewer's word-piece weights
+            tokens = self.keyword_views.tokens(keywords)
+            if keywords is not self.keyword_views.full and tokens is not None:
+                reranker = dataclasses.replace(reranker, tokens=tokens)  # the viewer's word-piece weights
             page_scores = reranker.rerank(encoding, page_scores, ranked)
         # Authors' front matter `search: {boost: N}` first, then the caller's boosts.
         page_scores = apply_boosts(page_scores, self._author_boosts, boost_pages or {})
