@@ -102,14 +102,34 @@ def open_store(settings: Settings) -> Store:
     return store
 
 
+def public_index(retriever: HybridRetriever) -> dict[str, object]:
+    """The size and a content hash of the pages anyone may see.
+
+    /readyz and /metrics answer anyone, so they count and hash public pages only: figures over every
+    page would tell an outsider when a restricted page is added, grows or changes. Administrators get
+    the whole manifest from ``POST /v1/admin/reload``.
+    """
+    public = retriever.visibility.accessible(ANONYMOUS)
+    digest = hashlib.sha256()
+    chunks = 0
+    for path in sorted(public):
+        digest.update(path.encode() + b"\0" + retriever.index.pages[path].model_dump_json().encode())
+        for i in retriever.sections.ids(path):
+            digest.update(retriever.sections.chunks[i].content_hash.encode())
+            chunks += 1
+    return {"pages": len(public), "chunks": chunks, "content_hash": digest.hexdigest()}
+
+
 def readiness(retriever: HybridRetriever) -> dict[str, object]:
-    """What /readyz reports: a summary of the loaded index's manifest and the ranking in force."""
+    """What /readyz reports: a summary of the loaded index (public pages only, see :func:`public_index`)
+    and the ranking in force."""
     manifest = retriever.index.manifest
     config = retriever.config
     return {
         "status": "ready",
-        "index": {key: manifest.get(key) for key in
-                  ("model", "dimension", "chunker_version", "index_type", "pages", "chunks", "built_at", "content_hash")},
+        "index": {**{key: manifest.get(key) for key in ("model", "dimension", "chunker_version", "index_type",
+                                                         "built_at")},
+                  **public_index(retriever)},
         "build": retriever.index.path.name,  # which build this worker serves, to see a reload reach every worker
         "ranking": {"fusion_weights": list(config.fusion_weights),
                     "reranking": retriever.parts.reranker is not None,  # what is loaded, not what is configured

@@ -5,10 +5,12 @@ from __future__ import annotations
 import datetime as dt
 import time
 from collections.abc import Awaitable, Callable
-from typing import Any
+from typing import Any, cast
 
 from fastapi import APIRouter, FastAPI, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+from search_service import service
 
 router = APIRouter(tags=["metrics"])
 
@@ -31,10 +33,11 @@ class Metrics:
         abstention.set_function(self._abstention)
         age = Gauge("kb_index_age_seconds", "Seconds since the loaded index was built", registry=self.registry)
         age.set_function(lambda: _index_age(app))
-        chunks = Gauge("kb_index_chunks", "Chunks in the loaded index", registry=self.registry)
-        chunks.set_function(lambda: _manifest(app).get("chunks", 0))
-        pages = Gauge("kb_index_pages", "Pages in the loaded index", registry=self.registry)
-        pages.set_function(lambda: _manifest(app).get("pages", 0))
+        # Public pages only: /metrics answers anyone (see service.public_index).
+        chunks = Gauge("kb_index_chunks", "Chunks of public pages in the loaded index", registry=self.registry)
+        chunks.set_function(lambda: _public_count(app, "chunks"))
+        pages = Gauge("kb_index_pages", "Public pages in the loaded index", registry=self.registry)
+        pages.set_function(lambda: _public_count(app, "pages"))
 
     def _abstention(self) -> float:
         total = declined = 0.0
@@ -49,6 +52,11 @@ class Metrics:
 def _manifest(app: FastAPI) -> dict[str, Any]:
     retriever = getattr(app.state, "retriever", None)
     return dict(retriever.index.manifest) if retriever is not None else {}
+
+
+def _public_count(app: FastAPI, key: str) -> float:
+    retriever = getattr(app.state, "retriever", None)
+    return float(cast(int, service.public_index(retriever)[key])) if retriever is not None else 0.0
 
 
 def _index_age(app: FastAPI) -> float:

@@ -68,6 +68,18 @@ class Visibility:
         self.pages = pages
         self.sections = sections
         self._cache: dict[tuple[Filters, bool, frozenset[str]], Visible] = {}
+        self._access: dict[tuple[bool, frozenset[str]], frozenset[str]] = {}
+
+    def accessible(self, viewer: Viewer) -> frozenset[str]:
+        """The pages this viewer may see, whatever the filters: the corpus its statistics come from."""
+        key = (viewer.all_access, frozenset(viewer.groups))
+        cached = self._access.get(key)
+        if cached is None:
+            cached = frozenset(path for path, meta in self.pages.items() if viewer.may_see(meta))
+            if len(self._access) > VISIBILITY_CACHE_SIZE:
+                self._access.clear()
+            self._access[key] = cached
+        return cached
 
     def visible(self, filters: Filters, viewer: Viewer) -> Visible:
         """The chunks and pages this viewer may see and the filters allow."""

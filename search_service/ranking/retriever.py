@@ -11,6 +11,7 @@ excluded from the FAISS search itself (an ID selector) and from the BM25 candida
 from __future__ import annotations
 
 import copy
+import dataclasses
 import logging
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -22,6 +23,7 @@ from search_service.indexing.build import SearchIndex
 from search_service.indexing.chunking import Chunk
 from search_service.indexing.embedding import Embedder, QueryEncoding
 from search_service.indexing.keyword import tokenize
+from search_service.ranking.access import KeywordView, KeywordViews
 from search_service.ranking.config import DEFAULT_RANKING, RankingConfig
 from search_service.ranking.filters import ANONYMOUS, Filters, Viewer, Visibility, Visible
 from search_service.ranking.fusion import Fusion, WeightedFusion
@@ -74,7 +76,7 @@ class SearchResult:
     hits: list[Hit]
     terms: list[str] = field(default_factory=list)
     dense_max: float = 0.0  # best raw cosine similarity among the chunks the viewer may see
-    coverage: float = 0.0  # share of the query's words that occur anywhere in the content
+    coverage: float = 0.0  # share of the query's words that occur anywhere in the pages the viewer may see
     query_vector: np.ndarray | None = None  # the question's embedding, reused by the answerer
 
 
@@ -141,6 +143,7 @@ class HybridRetriever:
         self.config = config if config is not None else DEFAULT_RANKING
         self.sections = PageSections(index.chunks)
         self.visibility = Visibility(index.pages, self.sections)
+        self.keyword_views = KeywordViews(index, self.sections)
         self.parts = parts or RankingParts.hybrid(index, self.config, self.sections)
         self.queries: QueryEncoder = queries or embedder
         self._author_boosts = author_boosts(index.pages)
@@ -167,18 +170,24 @@ class HybridRetriever:
             boost_pages: optional multiplicative boosts by page path (e.g. "ask about this page").
         """
         visible = self.visibility.visible(filters or Filters(), viewer)
+        # Keyword statistics and vocabulary of the pages the viewer may see, never of the others.
+        keywords = self.keyword_views.for_pages(self.visibility.accessible(viewer))
         encoding, vector = self._encode(query)
         terms = tokenize(query)
-        coverage = sum(t in self.index.page_keyword.vocab for t in terms) / len(terms) if terms else 0.0
-        scores = self._signal_scores(query, vector, visible)
+        coverage = sum(t in keywords.vocab for t in terms) / len(terms) if terms else 0.0
+        scores = self._signal_scores(query, vector, visible, keywords)
         candidates = scores.candidates()
         if not candidates and not scores.page_keywords:
             return SearchResult(query=query, hits=[], terms=terms, coverage=coverage)
         fusion = self.parts.fusion
         ranked = self.sections.rank(candidates, fusion.section_scores(scores, candidates).tolist())
         page_scores = fusion.page_scores(scores, ranked)
-        if self.parts.reranker is not None and encoding is not None:
-            page_scores = self.parts.reranker.rerank(encoding, page_scores, ranked)
+        reranker = self.parts.reranker
+        if reranker is not None and encoding is not None:
+            tokens = self.keyword_views.tokens(keywords)
+            if keywords is not self.keyword_views.full and tokens is not None:
+                reranker = dataclasses.replace(reranker, tokens=tokens)  # the viewer's word-piece weights
+            page_scores = reranker.rerank(encoding, page_scores, ranked)
         # Authors' front matter `search: {boost: N}` first, then the caller's boosts.
         page_scores = apply_boosts(page_scores, self._author_boosts, boost_pages or {})
         page_scores, promoted = demote_deprecated(page_scores, self.index.pages, visible.pages,
@@ -195,15 +204,21 @@ class HybridRetriever:
             return None, self.queries.embed_query(query)
         return None, None
 
-    def _signal_scores(self, query: str, vector: np.ndarray | None, visible: Visible) -> SignalScores:
-        """Each signal of the assembly, over what is visible."""
+    def _signal_scores(self, query: str, vector: np.ndarray | None, visible: Visible,
+                       keywords: KeywordView) -> SignalScores:
+        """Each signal of the assembly, over what is visible; the keyword signals with the viewer's statistics
+        (the assembly's own when the viewer may see every page)."""
         parts, candidates = self.parts, self.config.candidates
+        restricted = keywords is not self.keyword_views.full
+        section_keywords = keywords.section_keywords if restricted else parts.section_keywords
+        page_keywords = keywords.page_keywords if restricted else parts.page_keywords
         return SignalScores(
             dense=parts.dense.scores(vector, visible.chunk_ids, candidates)
             if parts.dense is not None and vector is not None else None,
-            section_keywords=parts.section_keywords.scores(query, visible.chunk_ids, candidates)
-            if parts.section_keywords is not None else None,
-            page_keywords=parts.page_keywords.scores(query, visible.pages) if parts.page_keywords is not None else None,
+            section_keywords=section_keywords.scores(query, visible.chunk_ids, candidates)
+            if parts.section_keywords is not None and section_keywords is not None else None,
+            page_keywords=page_keywords.scores(query, visible.pages)
+            if parts.page_keywords is not None and page_keywords is not None else None,
         )
 
     def _hits(self, page_scores: dict[str, float], ranked: RankedSections, promoted: dict[str, str],

@@ -51,6 +51,8 @@ class SectionKeywordSignal:
     """BM25 score of each visible section for the query's words."""
 
     keyword: KeywordIndex
+    # The chunk index of each row of ``keyword`` (sorted), when it covers only some chunks; None: row i is chunk i.
+    chunk_ids: np.ndarray | None = None
 
     def scores(self, query: str, visible: np.ndarray, k: int) -> dict[int, float]:
         """The ``k`` best-scoring visible sections with a positive score, by chunk index."""
@@ -58,10 +60,11 @@ class SectionKeywordSignal:
             return {}
         scores = self.keyword.scores(query)
         everything = visible.size == scores.size
-        sub = scores if everything else scores[visible]
+        rows = visible if self.chunk_ids is None or everything else np.searchsorted(self.chunk_ids, visible)
+        sub = scores if everything else scores[rows]
         # Partial selection: linear, not a full sort of every chunk.
         top = np.argpartition(-sub, k - 1)[:k] if sub.size > k else np.arange(sub.size)
-        ids = top if everything else visible[top]
+        ids = visible[top]  # visible is sorted, so with everything visible it lists the rows' chunks in order
         return {int(i): float(v) for i, v in zip(ids, sub[top], strict=True) if v > 0}
 
 
