@@ -288,11 +288,11 @@ class Store:
         """
         user_hash = self.hash_user(user_id)
         with _available(self.url), self.session.begin() as session:
-            # Lock the database for writing first: a read-only one then fails here (503), rather than
-            # answering "no answer with id" for an answer it could not log.
-            self._lock_for_write(session)
             log = session.get(AskLog, answer_id)
             if log is None:
+                # A database that cannot take writes says so here (503), rather than "no answer with id"
+                # for an answer it could not log; found answers need no probe: their write below fails.
+                self._lock_for_write(session)
                 with self._unlogged_lock:
                     unlogged = answer_id in self._unlogged
                 raise UnloggedAnswer(answer_id) if unlogged else UnknownAnswer(answer_id)
@@ -314,8 +314,7 @@ class Store:
         return saved
 
     def _lock_for_write(self, session: Session) -> None:
-        """A no-op write (rolled back with its transaction if nothing follows): fails when the database is
-        read-only or gone, and on SQLite takes the write lock up front so readers never upgrade mid-way."""
+        """A no-op write (undone when its transaction rolls back): fails when the database is read-only or gone."""
         session.execute(update(_ALEMBIC_VERSION).values(version_num=_ALEMBIC_VERSION.c.version_num))
 
     def check_writable(self) -> str | None:
