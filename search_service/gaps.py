@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import html
+import re
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -16,6 +17,9 @@ from search_service.store import Store
 
 # Questions whose embeddings are closer than this (cosine similarity) end up in one group.
 SIMILARITY = 0.4
+# Characters with a meaning in Markdown (emphasis, links, images, code, headings, lists, tables, escapes)
+# that both CommonMark and Python-Markdown (what MkDocs renders with) let a backslash escape.
+_MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|>])")
 
 
 @dataclass
@@ -129,13 +133,20 @@ def gaps_report(clusters: list[GapCluster], retriever: HybridRetriever, today: d
                       stale_pages=stale)
 
 
+def markdown_text(text: str) -> str:
+    """Untrusted text (a user's question) as literal Markdown: one line, HTML tags as entities, Markdown
+    syntax backslash-escaped, so a rendered report shows ``<script>`` or ``[x](javascript:...)`` as typed."""
+    one_line = " ".join(text.split())
+    return _MARKDOWN_SPECIAL.sub(r"\\\1", html.escape(one_line, quote=False))
+
+
 def _cluster_markdown(n: int, c: GapCluster) -> list[str]:
     owners = ", ".join(c.owners) or "no owner found"
-    lines = [f"## {n}. {c.label}", "",
+    lines = [f"## {n}. {markdown_text(c.label)}", "",
              f"**{c.count} question(s)**: {c.unanswered} unanswered, {c.rated_down} rated down; "
              f"first {c.first_seen[:10]}, last {c.last_seen[:10]}. Route to: **{owners}**.", "",
              "Examples:", ""]
-    lines += [f"- {q}" for q in c.examples]
+    lines += [f"- {markdown_text(q)}" for q in c.examples]
     lines += ["", "Nearest pages:", ""]
     lines += [f"- [{p.title}]({p.url}) ({p.owner or 'no owner'})" for p in c.nearest_pages]
     lines += ["", "Trend: " + ", ".join(f"{week}: {count}" for week, count in c.trend.items()), ""]

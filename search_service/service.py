@@ -25,7 +25,7 @@ from search_service.indexing.embedding import Embedder, make_embedder
 from search_service.ranking.retriever import ANONYMOUS, Filters, HybridRetriever, Viewer
 from search_service.responses import SearchResponse, search_response
 from search_service.settings import Settings
-from search_service.store import Store
+from search_service.store import Store, StoreUnavailable
 
 logger = logging.getLogger(__name__)
 
@@ -205,14 +205,20 @@ def ask(retriever: HybridRetriever, question: str, *, settings: Settings, filter
 def record_ask(store: Store, *, user_id: str, question: str, answer: AnswerResult, started: float) -> bool:
     """Log an ask (the user pseudonymised by the store); False when the log could not be written.
 
-    ``started`` is the ``time.perf_counter()`` reading taken when the request arrived.
+    Answers do not go down with the database: the caller still answers, counts the failure and may
+    tell the client. Feedback on an unlogged answer is then refused with a reason (``UnloggedAnswer``),
+    never a bare "no answer with id". ``started`` is the ``time.perf_counter()`` reading taken when the
+    request arrived.
     """
     try:
         store.log_ask(answer_id=answer.id, question=question, answered=answer.answered,
                       confidence=answer.confidence, cited_pages=[c.path for c in answer.citations],
                       latency_ms=(time.perf_counter() - started) * 1000, mode=answer.mode,
                       fallback=answer.fallback, user_id=user_id)
-    except Exception:  # the database being down must not take answers down
+    except StoreUnavailable as exc:  # already logged by the store, with its reason
+        logger.error("ask %s answered but not logged: %s", answer.id, exc)
+        return False
+    except Exception:  # anything else must not take answers down either
         logger.exception("could not log ask %s", answer.id)
         return False
     return True

@@ -3,6 +3,12 @@
 A SQLite file is the embedded default; point ``KB_DATABASE_URL`` at PostgreSQL when several
 service replicas share one store. User ids are never stored: only an HMAC of them with a
 secret (``KB_USER_HASH_SECRET``).
+
+The store fails loudly: a database that cannot take a write (stopped, read-only, its SQLite file
+deleted or replaced by something that is not a database) raises :class:`StoreUnavailable`, which the
+API turns into a 503, and :meth:`Store.check_writable` tells readiness so. Nothing is acknowledged
+that did not reach the database: each SQLite connection opens the file at its path, which must exist
+(``mode=rw``), so a deleted file is never written to through a connection opened before it went.
 """
 
 from __future__ import annotations
@@ -13,9 +19,15 @@ import hmac
 import json
 import logging
 import secrets
+import sqlite3
+import threading
+from collections import OrderedDict
+from collections.abc import Iterator
+from contextlib import contextmanager
 from enum import StrEnum
 from pathlib import Path
 from typing import Any, cast
+from urllib.parse import quote
 
 from sqlalchemy import (
     Boolean,
@@ -24,23 +36,32 @@ from sqlalchemy import (
     ForeignKey,
     String,
     Text,
+    column,
     create_engine,
     delete,
     event,
     func,
     select,
+    table,
+    update,
 )
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import CursorResult, Engine
 from sqlalchemy.engine.interfaces import DBAPIConnection
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, sessionmaker
-from sqlalchemy.pool import ConnectionPoolEntry
+from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
+from sqlalchemy.pool import ConnectionPoolEntry, NullPool
 
 from search_service.settings import Settings
 
 logger = logging.getLogger(__name__)
 MIGRATIONS = Path(__file__).parent / "migrations"
+# Answer ids whose ask log failed, remembered per process so feedback on them can say why it cannot be
+# stored (instead of a bare "no answer with id"); old ones are forgotten past this many.
+UNLOGGED_ANSWERS_KEPT = 10_000
+# Alembic's own table (one row), written to as a no-op to test that the database takes writes.
+_ALEMBIC_VERSION = table("alembic_version", column("version_num"))
 
 
 class Base(DeclarativeBase):
@@ -105,6 +126,71 @@ class UnknownAnswer(LookupError):
     """Feedback for an answer id that was never logged (or has been purged)."""
 
 
+class UnloggedAnswer(LookupError):
+    """Feedback for an answer this process gave while the database could not log it."""
+
+
+class NotYourAnswer(Exception):
+    """Feedback on an answer given to someone else: only the person who asked may rate it."""
+
+
+class StoreUnavailable(RuntimeError):
+    """The database cannot carry out a read or write now; the message says why."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(f"feedback database unavailable: {reason}")
+
+
+def _sqlite_file(url: str) -> Path | None:
+    """The database file of a ``sqlite:///path`` URL (None for PostgreSQL and in-memory SQLite)."""
+    if not url.startswith("sqlite:///"):
+        return None
+    path = url.removeprefix("sqlite:///").split("?", 1)[0]
+    return None if path in ("", ":memory:") or path.startswith("file:") else Path(path)
+
+
+def _open_existing_file_only(engine: Engine, path: Path) -> None:
+    """Open ``path`` read-write through SQLite's URI form with ``mode=rw``: a missing file is an error, not
+    a new empty database that would quietly take the writes meant for the lost one."""
+
+    @event.listens_for(engine, "do_connect")
+    def _connect_rw(_dialect: object, _record: ConnectionPoolEntry, cargs: list[Any], cparams: dict[str, Any]) -> None:
+        cargs[:] = [f"file:{quote(str(path.resolve()))}?mode=rw"]
+        cparams["uri"] = True
+
+
+def unavailable(exc: BaseException) -> StoreUnavailable | None:
+    """``exc`` as a StoreUnavailable when it says the database cannot be used now (server down, read-only,
+    not a database, file gone); None for anything else. Integrity errors are ours (bugs or races), not an
+    unavailable database."""
+    if isinstance(exc, StoreUnavailable):
+        return exc
+    if isinstance(exc, sa_exc.IntegrityError) or not isinstance(exc, (sa_exc.DBAPIError, sqlite3.Error)):
+        return None
+    lines = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+    return StoreUnavailable(lines[0] if lines else type(exc).__name__)
+
+
+@contextmanager
+def _available(store_url: str) -> Iterator[None]:
+    """Raise the driver's "database unusable" errors as StoreUnavailable (logged once, here)."""
+    try:
+        yield
+    except (sa_exc.DBAPIError, sqlite3.Error) as exc:
+        error = unavailable(exc)
+        if error is None:
+            raise
+        logger.error("database %s refused an operation: %s", _redacted(store_url), error)
+        raise error from exc
+
+
+def _redacted(url: str) -> str:
+    """The URL without its password, for logs."""
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)
+
+
 def _secret_from_file(path: Path) -> str:
     """A per-installation secret, created once with owner-only permissions."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -122,9 +208,19 @@ class Store:
             raise ValueError("a secret for hashing user ids is required")
         self.url = url
         self.secret = user_hash_secret.encode()
-        if url.startswith("sqlite:///"):
-            Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
-        self.engine: Engine = create_engine(url, pool_pre_ping=True, future=True)
+        self._unlogged: OrderedDict[str, None] = OrderedDict()
+        self._unlogged_lock = threading.Lock()
+        self.sqlite_file = _sqlite_file(url)
+        if self.sqlite_file is not None:
+            self.sqlite_file.parent.mkdir(parents=True, exist_ok=True)
+            if not self.sqlite_file.exists():  # created here, once: connections below never create it
+                sqlite3.connect(self.sqlite_file).close()
+            # A connection per session, each opening the file at its path: a pooled connection would keep
+            # writing into a deleted file's inode and every write would be lost on restart.
+            self.engine: Engine = create_engine(url, poolclass=NullPool, future=True)
+            _open_existing_file_only(self.engine, self.sqlite_file)
+        else:
+            self.engine = create_engine(url, pool_pre_ping=True, future=True)
         if self.engine.dialect.name == "sqlite":
             @event.listens_for(self.engine, "connect")
             def _sqlite_pragmas(connection: DBAPIConnection, _record: ConnectionPoolEntry) -> None:  # writers wait, not fail
@@ -163,19 +259,47 @@ class Store:
 
     def log_ask(self, *, answer_id: str, question: str, answered: bool, confidence: float, cited_pages: list[str],
                 latency_ms: float, mode: str, fallback: str | None, user_id: str) -> None:
-        """Log one answered (or abstained) question under its answer id, with the user's hash only."""
-        with self.session.begin() as session:
-            session.add(AskLog(id=answer_id, question=question, answered=answered, confidence=confidence,
-                               cited_pages=json.dumps(cited_pages), latency_ms=latency_ms, mode=mode,
-                               fallback=fallback, user_hash=self.hash_user(user_id)))
+        """Log one answered (or abstained) question under its answer id, with the user's hash only.
+
+        Raises:
+            StoreUnavailable: the log could not be written; the answer id is remembered so feedback on
+                it says so (:class:`UnloggedAnswer`) rather than "no answer with id".
+        """
+        try:
+            with _available(self.url), self.session.begin() as session:
+                session.add(AskLog(id=answer_id, question=question, answered=answered, confidence=confidence,
+                                   cited_pages=json.dumps(cited_pages), latency_ms=latency_ms, mode=mode,
+                                   fallback=fallback, user_hash=self.hash_user(user_id)))
+        except StoreUnavailable:
+            with self._unlogged_lock:
+                self._unlogged[answer_id] = None
+                while len(self._unlogged) > UNLOGGED_ANSWERS_KEPT:
+                    self._unlogged.popitem(last=False)
+            raise
 
     def add_feedback(self, *, answer_id: str, rating: str, comment: str, user_id: str) -> Feedback:
-        """Record a rating; the same answer rated again keeps one row with the latest rating."""
-        with self.session.begin() as session:
-            if session.get(AskLog, answer_id) is None:
-                raise UnknownAnswer(answer_id)
+        """Record a rating by the person who asked; rating the same answer again keeps one row, the latest.
+
+        Raises:
+            UnknownAnswer: no such answer was logged (or it was purged).
+            UnloggedAnswer: this process gave the answer while the database could not log it.
+            NotYourAnswer: the answer was given to someone else.
+            StoreUnavailable: the database cannot take the write now.
+        """
+        user_hash = self.hash_user(user_id)
+        with _available(self.url), self.session.begin() as session:
+            log = session.get(AskLog, answer_id)
+            if log is None:
+                # A database that cannot take writes says so here (503), rather than "no answer with id"
+                # for an answer it could not log; found answers need no probe: their write below fails.
+                self._lock_for_write(session)
+                with self._unlogged_lock:
+                    unlogged = answer_id in self._unlogged
+                raise UnloggedAnswer(answer_id) if unlogged else UnknownAnswer(answer_id)
+            if not hmac.compare_digest(log.user_hash, user_hash):
+                raise NotYourAnswer(answer_id)
             values = {"answer_id": answer_id, "rating": rating, "comment": comment,
-                      "user_hash": self.hash_user(user_id), "created_at": utcnow()}
+                      "user_hash": user_hash, "created_at": utcnow()}
             insert = pg_insert if self.engine.dialect.name == "postgresql" else sqlite_insert
             statement = insert(Feedback).values(**values)
             statement = statement.on_conflict_do_update(
@@ -183,16 +307,30 @@ class Store:
                 set_={"rating": statement.excluded.rating, "comment": statement.excluded.comment,
                       "created_at": statement.excluded.created_at})
             session.execute(statement)
-        with self.session() as session:
+        with _available(self.url), self.session() as session:
             saved = session.get(Feedback, answer_id)
         if saved is None:  # the answer was purged between the write and this read
             raise UnknownAnswer(answer_id)
         return saved
 
+    def _lock_for_write(self, session: Session) -> None:
+        """A no-op write (undone when its transaction rolls back): fails when the database is read-only or gone."""
+        session.execute(update(_ALEMBIC_VERSION).values(version_num=_ALEMBIC_VERSION.c.version_num))
+
+    def check_writable(self) -> str | None:
+        """None when the database takes writes now; otherwise why not (what readiness reports)."""
+        try:
+            with _available(self.url), self.session() as session:
+                self._lock_for_write(session)
+                session.rollback()
+        except StoreUnavailable as exc:
+            return str(exc)
+        return None
+
     def purge(self, older_than_days: int) -> int:
         """Delete ask logs (and their feedback) older than the retention period; returns rows deleted."""
         cutoff = utcnow() - dt.timedelta(days=older_than_days)
-        with self.session.begin() as session:
+        with _available(self.url), self.session.begin() as session:
             session.execute(delete(Feedback).where(Feedback.answer_id.in_(
                 select(AskLog.id).where(AskLog.created_at < cutoff))))
             # A DELETE's result is a CursorResult (it has rowcount); Session.execute is typed as the general Result.
@@ -201,7 +339,7 @@ class Store:
 
     def counts(self) -> dict[str, int]:
         """Totals of asks, unanswered asks, and answers rated up and down."""
-        with self.session() as session:
+        with _available(self.url), self.session() as session:
             asks = session.scalar(select(func.count()).select_from(AskLog)) or 0
             unanswered = session.scalar(select(func.count()).select_from(AskLog).where(AskLog.answered.is_(False))) or 0
             up = session.scalar(select(func.count()).select_from(Feedback).where(Feedback.rating == "up")) or 0
@@ -210,7 +348,7 @@ class Store:
 
     def gap_questions(self, since: dt.datetime | None = None) -> list[tuple[AskLog, GapReason]]:
         """Unanswered asks and down-rated answers, oldest first, with why each counts as a gap."""
-        with self.session() as session:
+        with _available(self.url), self.session() as session:
             query = select(AskLog, Feedback.rating).outerjoin(Feedback, Feedback.answer_id == AskLog.id)
             if since is not None:
                 query = query.where(AskLog.created_at >= since)

@@ -78,7 +78,7 @@ def test_raw_user_ids_are_never_stored(store):
 
 def test_retention_deletes_old_rows_and_their_feedback(store):
     old, new = log(store, "old question"), log(store, "new question")
-    store.add_feedback(answer_id=old, rating="down", comment="", user_id="u")
+    store.add_feedback(answer_id=old, rating="down", comment="", user_id="alice@example.com")
     with store.session.begin() as session:
         session.get(AskLog, old).created_at = dt.datetime.now(dt.UTC) - dt.timedelta(days=400)
     assert store.purge(180) == 1
@@ -91,7 +91,7 @@ def test_gap_questions_say_why_each_is_a_gap(store):
     log(store, "rated up", answered=True)
     down = log(store, "rated down", answered=True)
     log(store, "declined", answered=False)
-    store.add_feedback(answer_id=down, rating="down", comment="", user_id="u")
+    store.add_feedback(answer_id=down, rating="down", comment="", user_id="alice@example.com")
     reasons = {q.question: reason for q, reason in store.gap_questions()}
     assert reasons == {"rated down": GapReason.rated_down, "declined": GapReason.unanswered}
     # gaps.py and the reports compare with the plain strings the store has always returned

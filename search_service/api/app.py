@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -15,12 +15,15 @@ from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException
 
 from search_service import __version__, service
-from search_service.api import admin, ask, feedback, health, metrics, search, security
+from search_service.api import admin, ask, feedback, hardening, health, metrics, search, security
 from search_service.api.live_index import LiveIndex
 from search_service.ranking.retriever import HybridRetriever
 from search_service.settings import Settings, get_settings
+from search_service.store import StoreUnavailable, unavailable
 
 logger = logging.getLogger(__name__)
+# What a 503 from an unavailable database suggests as a wait: an outage is rarely shorter.
+STORE_RETRY_AFTER_SECONDS = 30
 
 
 def load_state(settings: Settings) -> HybridRetriever:
@@ -51,11 +54,12 @@ def _reload_on_sighup(app: FastAPI) -> None:
         asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, handler)
 
 
-def _error(status: int, message: str, details: list[dict[str, str]] | None = None) -> JSONResponse:
+def _error(status: int, message: str, details: list[dict[str, str]] | None = None,
+           headers: Mapping[str, str] | None = None) -> JSONResponse:
     error: dict[str, object] = {"status": status, "message": message}
     if details:
         error["details"] = details
-    return JSONResponse({"error": error}, status_code=status)
+    return JSONResponse({"error": error}, status_code=status, headers=headers)
 
 
 def _install_error_handlers(app: FastAPI) -> None:
@@ -72,10 +76,19 @@ def _install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
-        return _error(exc.status_code, str(exc.detail))
+        return _error(exc.status_code, str(exc.detail), headers=exc.headers)  # e.g. a 405's Allow
+
+    @app.exception_handler(StoreUnavailable)
+    async def store_unavailable(request: Request, exc: StoreUnavailable) -> JSONResponse:
+        return _error(503, f"{exc}; try again later", headers={"Retry-After": str(STORE_RETRY_AFTER_SECONDS)})
 
     @app.exception_handler(Exception)
     async def unexpected_error(request: Request, exc: Exception) -> JSONResponse:
+        # Middleware (token lookups in the guard) reaches only this handler: a database outage is still a 503.
+        down = unavailable(exc)
+        if down is not None:
+            logger.error("%s on %s", down, request.url.path)
+            return await store_unavailable(request, down)
         logger.exception("unhandled error on %s", request.url.path)
         return _error(500, "internal error; the incident was logged")
 
@@ -93,8 +106,12 @@ def _install_routes(app: FastAPI, settings: Settings) -> None:
 
         app.add_middleware(CORSMiddleware, allow_origins=origins, allow_methods=["GET", "POST"],
                            allow_headers=["Authorization", "Content-Type"])
+    # Outermost: refuse oversized headers before any other work; nosniff on every response, errors included.
+    app.add_middleware(hardening.RequestHardening)
     for router in (health.router, metrics.router, feedback.router, admin.router, search.router, ask.router):
         app.include_router(router)
+    # Last among the routes (before the site's mount at /): any other /v1 path or method gets a JSON 404/405.
+    app.router.routes.extend(hardening.UNMATCHED_API_ROUTES)
 
 
 def _mount_site(app: FastAPI, settings: Settings) -> None:

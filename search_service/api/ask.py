@@ -6,7 +6,7 @@ import json
 import time
 from collections.abc import Iterator
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Response
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -18,6 +18,8 @@ from search_service.responses import AskResponse, ask_response
 from search_service.store import Store
 
 router = APIRouter(prefix="/v1", tags=["ask"])
+# Set to "false" on an answer whose log the database refused: it can then not be rated (409).
+ASK_LOGGED_HEADER = "X-KB-Ask-Logged"
 
 
 class FiltersIn(BaseModel):
@@ -42,19 +44,26 @@ def _sse(event: str, data: object) -> str:
     return f"event: {event}\ndata: {json.dumps(data, ensure_ascii=False)}\n\n"
 
 
-def _record(store: Store, metrics: Metrics, user_id: str, question: str, answer: AnswerResult, started: float) -> None:
+def _record(store: Store, metrics: Metrics, user_id: str, question: str, answer: AnswerResult, started: float) -> bool:
+    """Count and log the ask; False (and counted as a store error) when the log could not be written."""
     metrics.asks.labels(str(answer.answered).lower(), answer.mode).inc()
-    service.record_ask(store, user_id=user_id, question=question, answer=answer, started=started)
+    logged = service.record_ask(store, user_id=user_id, question=question, answer=answer, started=started)
+    if not logged:
+        metrics.store_errors.labels("ask_log").inc()
+    return logged
 
 
 @router.post("/ask", response_model=AskResponse, responses={200: {"content": {"text/event-stream": {}}}})
 def ask_endpoint(request: AskRequest, retriever: RetrieverDep, settings: SettingsDep, store: StoreDep,
-                 metrics: MetricsDep, identity: IdentityDep) -> AskResponse | StreamingResponse:
+                 metrics: MetricsDep, identity: IdentityDep, response: Response) -> AskResponse | StreamingResponse:
     """Answer a question from the playbooks, citing the sections used.
 
     With ``"stream": true`` the reply is server-sent events: ``token`` events carry text as it
     is generated, and a final ``done`` event carries the whole response (citations included),
     which replaces the streamed text.
+
+    The answer is given even when the feedback database cannot log it; the ``X-KB-Ask-Logged: false``
+    header (not streamed replies, whose headers precede the log) then says it cannot be rated.
     """
     if not request.question.strip():
         from fastapi import HTTPException
@@ -67,7 +76,8 @@ def ask_endpoint(request: AskRequest, retriever: RetrieverDep, settings: Setting
                                 mode=request.mode, stream=request.stream, page=request.page)
     if not request.stream:
         answer = final_answer(events)
-        _record(store, metrics, identity.user_id, question, answer, started)
+        if not _record(store, metrics, identity.user_id, question, answer, started):
+            response.headers[ASK_LOGGED_HEADER] = "false"
         return ask_response(answer)
 
     def body() -> Iterator[str]:

@@ -29,6 +29,8 @@ class Metrics:
                                  buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30))
         self.asks = Counter("kb_asks_total", "Questions answered or declined", ["answered", "mode"], registry=self.registry)
         self.feedback = Counter("kb_feedback_total", "Answer ratings received", ["rating"], registry=self.registry)
+        self.store_errors = Counter("kb_store_errors_total", "Writes the feedback database refused (ask logs, ratings)",
+                                    ["operation"], registry=self.registry)
         abstention = Gauge("kb_abstention_ratio", "Share of questions declined since start", registry=self.registry)
         abstention.set_function(self._abstention)
         age = Gauge("kb_index_age_seconds", "Seconds since the loaded index was built", registry=self.registry)
