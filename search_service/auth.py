@@ -7,15 +7,21 @@ import hashlib
 import hmac
 import ipaddress
 import json
+import logging
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass
 
 from sqlalchemy import select
+from sqlalchemy.exc import SQLAlchemyError
 
 from search_service.store import ApiToken, Store, utcnow
 
+logger = logging.getLogger(__name__)
+
 TOKEN_PREFIX = "kb_"
+# Domain separation: the same secret also keys the pseudonymous user ids (Store.hash_user).
+TOKEN_HASH_LABEL = b"kb-api-token\0"
 
 
 class AuthError(Exception):
@@ -37,8 +43,14 @@ class TokenInfo:
     revoked_at: dt.datetime | None
 
 
-def _hash(token: str) -> str:
-    """SHA-256 of a token: enough for random 32-byte tokens, which no dictionary attack can guess."""
+def _hash(store: Store, token: str) -> str:
+    """HMAC-SHA256 of a token keyed with the store's secret (KB_USER_HASH_SECRET): a copy of the
+    token table alone lets no one check a guessed token offline."""
+    return hmac.new(store.secret, TOKEN_HASH_LABEL + token.encode(), hashlib.sha256).hexdigest()
+
+
+def _legacy_hash(token: str) -> str:
+    """The unkeyed SHA-256 tokens were stored with before keyed hashes; upgraded on first use."""
     return hashlib.sha256(token.encode()).hexdigest()
 
 
@@ -48,7 +60,7 @@ def create_token(store: Store, name: str, groups: list[str], *, admin: bool = Fa
     with store.session.begin() as session:
         if session.get(ApiToken, name) is not None:
             raise ValueError(f"a token named {name!r} already exists; revoke it or choose another name")
-        session.add(ApiToken(name=name, token_hash=_hash(token), groups=json.dumps(sorted(set(groups))), admin=admin))
+        session.add(ApiToken(name=name, token_hash=_hash(store, token), groups=json.dumps(sorted(set(groups))), admin=admin))
     return token
 
 
@@ -73,12 +85,35 @@ def identity_from_token(store: Store, header: str | None) -> tuple[str, frozense
     if not header or not header.lower().startswith("bearer "):
         raise AuthError(401, "missing bearer token: send 'Authorization: Bearer <token>' (create one with `kb token create`)")
     token = header[7:].strip()
-    digest = _hash(token)
+    digest = _hash(store, token)
     with store.session() as session:
         row = session.scalar(select(ApiToken).where(ApiToken.token_hash == digest))
+    if row is None:
+        row = _upgrade_legacy_token(store, token, digest)
     if row is None or not hmac.compare_digest(row.token_hash, digest) or row.revoked_at is not None:
         raise AuthError(401, "invalid or revoked token")
     return f"token:{row.name}", frozenset(json.loads(row.groups)), row.admin
+
+
+def _upgrade_legacy_token(store: Store, token: str, digest: str) -> ApiToken | None:
+    """A token stored with the old unkeyed hash, re-stored under its keyed hash; None when there is none.
+
+    Tokens keep working across the upgrade, and each unkeyed hash leaves the table on its first use
+    (`kb token list` cannot tell them apart: re-issue tokens to be rid of unused ones at once).
+    """
+    with store.session() as session:
+        row = session.scalar(select(ApiToken).where(ApiToken.token_hash == _legacy_hash(token)))
+    if row is None:
+        return None
+    try:
+        with store.session.begin() as session:
+            stored = session.get(ApiToken, row.name)
+            if stored is not None:
+                stored.token_hash = digest
+    except SQLAlchemyError as exc:  # a read-only store still authenticates; the upgrade waits for the next use
+        logger.warning("could not re-store token %r under its keyed hash: %s", row.name, exc)
+    row.token_hash = digest
+    return row
 
 
 def _trusted(host: str, trusted: str) -> bool:
@@ -96,8 +131,32 @@ def _trusted(host: str, trusted: str) -> bool:
     return False
 
 
+def client_address(peer: str, forwarded_for: str | None, trusted_proxies: str) -> str:
+    """The address a request comes from: the socket peer, unless that peer is a trusted proxy.
+
+    Behind a trusted proxy it is the right-most ``X-Forwarded-For`` entry the proxies did not add
+    themselves (entries to its left are whatever the client chose to send). Never a header from an
+    untrusted peer, so rotating ``X-Forwarded-For`` cannot change who a request counts as.
+    """
+    if not forwarded_for or not _trusted(peer, trusted_proxies):
+        return peer
+    address = peer
+    for entry in reversed([e.strip() for e in forwarded_for.split(",")]):
+        try:
+            ipaddress.ip_address(entry)
+        except ValueError:
+            break  # junk in the chain: the last trusted hop is all that can be vouched for
+        address = entry
+        if not _trusted(entry, trusted_proxies):
+            break
+    return address
+
+
 def identity_from_proxy(headers: Mapping[str, str], client_host: str, trusted_proxies: str) -> tuple[str, frozenset[str]]:
-    """(user id, groups) from oauth2-proxy style headers, only when the request comes from a trusted proxy."""
+    """(user id, groups) from oauth2-proxy style headers, only when the request comes from a trusted proxy.
+
+    ``client_host`` must be the socket peer, never an address taken from a forwarding header.
+    """
     if not _trusted(client_host, trusted_proxies):
         raise AuthError(403, "requests must come through the SSO proxy (this address is not in KB_TRUSTED_PROXIES)")
     user = headers.get("x-forwarded-user") or headers.get("x-forwarded-email") or headers.get("x-forwarded-preferred-username")

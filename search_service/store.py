@@ -30,10 +30,12 @@ from typing import Any, cast
 from urllib.parse import quote
 
 from sqlalchemy import (
+    BigInteger,
     Boolean,
     DateTime,
     Float,
     ForeignKey,
+    Integer,
     String,
     Text,
     column,
@@ -110,7 +112,7 @@ class Feedback(Base):
 
 
 class ApiToken(Base):
-    """A bearer token for `KB_AUTH=token`; only its SHA-256 is stored."""
+    """A bearer token for `KB_AUTH=token`; only its HMAC-SHA256 (keyed with the store's secret) is stored."""
 
     __tablename__ = "api_token"
 
@@ -120,6 +122,16 @@ class ApiToken(Base):
     admin: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     revoked_at: Mapped[dt.datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
+class RateCounter(Base):
+    """Requests one rate-limit bucket made in one fixed time window, shared by every worker and replica."""
+
+    __tablename__ = "rate_counter"
+
+    bucket: Mapped[str] = mapped_column(String(64), primary_key=True)  # HMAC of the identity or address
+    window_start: Mapped[int] = mapped_column(BigInteger, primary_key=True, index=True)  # epoch seconds
+    hits: Mapped[int] = mapped_column(Integer, default=0)
 
 
 class UnknownAnswer(LookupError):
@@ -326,6 +338,28 @@ class Store:
         except StoreUnavailable as exc:
             return str(exc)
         return None
+
+    def count_hit(self, bucket: str, window_start: int) -> int:
+        """Add one hit to a rate-limit bucket's window and return the window's total, atomically
+        (one upsert, so concurrent workers and replicas never lose a hit)."""
+        insert = pg_insert if self.engine.dialect.name == "postgresql" else sqlite_insert
+        statement = insert(RateCounter).values(bucket=bucket, window_start=window_start, hits=1)
+        upsert = statement.on_conflict_do_update(
+            index_elements=[RateCounter.bucket, RateCounter.window_start],
+            set_={"hits": RateCounter.hits + 1}).returning(RateCounter.hits)
+        with self.session.begin() as session:
+            return int(session.execute(upsert).scalar_one())
+
+    def hits(self, bucket: str, window_start: int) -> int:
+        """The hits a rate-limit bucket has made in a window (0 when none)."""
+        with self.session() as session:
+            row = session.get(RateCounter, (bucket, window_start))
+        return row.hits if row is not None else 0
+
+    def prune_rate_counters(self, before: int) -> None:
+        """Forget rate-limit windows that started before ``before`` (epoch seconds)."""
+        with self.session.begin() as session:
+            session.execute(delete(RateCounter).where(RateCounter.window_start < before))
 
     def purge(self, older_than_days: int) -> int:
         """Delete ask logs (and their feedback) older than the retention period; returns rows deleted."""

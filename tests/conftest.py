@@ -104,9 +104,12 @@ class LiveServer:
     def __init__(self, app) -> None:
         import uvicorn
 
+        from search_service.api.server import uvicorn_options
+
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning"))
+        # The options `kb serve` uses, so tests meet the same proxy-header and logging behaviour.
+        self.server = uvicorn.Server(uvicorn.Config(app, **uvicorn_options("127.0.0.1", self.port, log_level="warning")))
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 
     def __enter__(self):

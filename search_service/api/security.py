@@ -1,57 +1,80 @@
-"""Request guards: body size, authentication, per-identity rate limits (in that order)."""
+"""Request guards: body size, authentication, per-identity rate limits (in that order).
+
+Who a request comes from is decided by the socket peer: a forwarding header counts only when that
+peer is in KB_TRUSTED_PROXIES (uvicorn's own proxy-header handling is off, see ``api/server.py``).
+Failed authentications are limited per client address, requests per identity; both counts live in
+the database, shared by every worker and replica (``api/ratelimit.py``).
+"""
 
 from __future__ import annotations
 
-import math
-import time
-
 from fastapi import Request
 from fastapi.responses import JSONResponse, Response
+from starlette.concurrency import run_in_threadpool
 
 from search_service.api.deps import Identity
 from search_service.api.metrics import CallNext
-from search_service.auth import AuthError, identity_from_proxy, identity_from_token, is_loopback
+from search_service.api.ratelimit import RateLimiter, retry_after
+from search_service.auth import AuthError, client_address, identity_from_proxy, identity_from_token, is_loopback
+
+__all__ = ["RateLimiter", "guard", "request_address", "resolve_identity"]
 
 
 def _error(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
     return JSONResponse({"error": {"status": status, "message": message}}, status_code=status, headers=headers)
 
 
-class RateLimiter:
-    """Token bucket per identity: ``per_minute`` requests, refilled continuously."""
-
-    def __init__(self, per_minute: int) -> None:
-        self.capacity = float(per_minute)
-        self.rate = per_minute / 60.0
-        self.buckets: dict[str, tuple[float, float]] = {}
-
-    def take(self, key: str) -> float:
-        """0 when allowed, else the seconds to wait."""
-        now = time.monotonic()
-        tokens, last = self.buckets.get(key, (self.capacity, now))
-        tokens = min(self.capacity, tokens + (now - last) * self.rate)
-        if tokens >= 1.0:
-            self.buckets[key] = (tokens - 1.0, now)
-            return 0.0
-        self.buckets[key] = (tokens, now)
-        if len(self.buckets) > 100_000:  # forget idle identities rather than grow without bound
-            self.buckets = {k: v for k, v in self.buckets.items() if now - v[1] < 120}
-        return (1.0 - tokens) / self.rate
+def _peer(request: Request) -> str:
+    """The socket peer's address, as the ASGI server saw it (never a header)."""
+    return request.client.host if request.client else ""
 
 
-def resolve_identity(request: Request) -> Identity:
-    """The caller's identity under the configured KB_AUTH mode; raises AuthError."""
+def request_address(request: Request) -> str:
+    """The client's address: the socket peer, or what a trusted proxy forwarded (see ``auth.client_address``)."""
     settings = request.app.state.settings
-    host = request.client.host if request.client else ""
+    return client_address(_peer(request), request.headers.get("x-forwarded-for"), settings.trusted_proxies)
+
+
+def resolve_identity(request: Request, address: str) -> Identity:
+    """The caller's identity under the configured KB_AUTH mode; raises AuthError.
+
+    ``address`` is the client's address from :func:`request_address`.
+    """
+    settings = request.app.state.settings
     if settings.auth == "token":
         user, groups, admin = identity_from_token(request.app.state.store, request.headers.get("authorization"))
         return Identity(user_id=user, groups=groups, admin=admin or settings.admin_group in groups)
     if settings.auth == "proxy":
-        user, groups = identity_from_proxy(request.headers, host, settings.trusted_proxies)
+        # The proxy itself is judged by the socket peer: a header cannot vouch for its own sender.
+        user, groups = identity_from_proxy(request.headers, _peer(request), settings.trusted_proxies)
         return Identity(user_id=user, groups=groups, admin=settings.admin_group in groups)
-    if not is_loopback(host):
+    if not is_loopback(address):
         raise AuthError(403, "this service runs without authentication (KB_AUTH=none) and only answers loopback clients")
-    return Identity(user_id=f"local:{host}", admin=True)
+    return Identity(user_id=f"local:{address}", admin=True)
+
+
+def _admit(request: Request) -> JSONResponse | None:
+    """Authenticate and count the request; a response when it is refused, None when it may proceed.
+
+    Blocking database work, so the middleware runs it in a worker thread.
+    """
+    store, limiter = request.app.state.store, request.app.state.rate_limiter
+    address = request_address(request)
+    wait = limiter.failures_wait(store, address)
+    if wait > 0:  # checked before the credentials, so a guesser learns nothing more until the wait is over
+        return _error(429, "too many failed authentications from this address; wait before trying again",
+                      {"Retry-After": retry_after(wait)})
+    try:
+        identity = resolve_identity(request, address)
+    except AuthError as exc:
+        limiter.record_failure(store, address)
+        headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
+        return _error(exc.status, str(exc), headers)
+    request.state.identity = identity
+    wait = limiter.take(store, identity.user_id)
+    if wait > 0:
+        return _error(429, "too many requests; slow down", {"Retry-After": retry_after(wait)})
+    return None
 
 
 async def guard(request: Request, call_next: CallNext) -> Response:
@@ -71,13 +94,5 @@ async def guard(request: Request, call_next: CallNext) -> Response:
         body = await request.body()
         if len(body) > settings.max_body_bytes:
             return _error(413, f"request body larger than {settings.max_body_bytes} bytes")
-    try:
-        identity = resolve_identity(request)
-    except AuthError as exc:
-        headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
-        return _error(exc.status, str(exc), headers)
-    request.state.identity = identity
-    wait = request.app.state.rate_limiter.take(identity.user_id)
-    if wait > 0:
-        return _error(429, "too many requests; slow down", {"Retry-After": str(max(1, math.ceil(wait)))})
-    return await call_next(request)
+    refusal = await run_in_threadpool(_admit, request)
+    return refusal if refusal is not None else await call_next(request)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import os
 import signal
+from typing import Any
 
 import uvicorn
 from uvicorn.supervisors import Multiprocess
@@ -36,8 +37,9 @@ class ReloadingSupervisor(Multiprocess):
                 continue
 
 
-def serve_workers(host: str, port: int, workers: int) -> None:
-    """Serve the app (built in each worker by :func:`~search_service.api.app.create_app`) with ``workers`` processes."""
-    config = uvicorn.Config(APP_FACTORY, factory=True, host=host, port=port, workers=workers, log_level="info")
+def serve_workers(workers: int, **options: Any) -> None:
+    """Serve the app (built in each worker by :func:`~search_service.api.app.create_app`) with ``workers``
+    processes; ``options`` are uvicorn's (:func:`~search_service.api.server.uvicorn_options`)."""
+    config = uvicorn.Config(APP_FACTORY, factory=True, workers=workers, **options)
     socket = config.bind_socket()
     ReloadingSupervisor(config, sockets=[socket]).run()

@@ -54,6 +54,7 @@ def serve_command(host: str | None, port: int | None, build: bool, config_file: 
 
     from search_service import service
     from search_service.api.app import create_app
+    from search_service.api.server import uvicorn_options
 
     config = settings()
     host, port = host or config.host, port or config.port
@@ -72,9 +73,9 @@ def serve_command(host: str | None, port: int | None, build: bool, config_file: 
         from search_service.api.workers import serve_workers
 
         del retriever  # each worker process loads its own copy
-        serve_workers(host, port, workers)  # SIGHUP reloads each worker instead of restarting it
+        serve_workers(workers, **uvicorn_options(host, port))  # SIGHUP reloads each worker instead of restarting it
     else:
-        uvicorn.run(create_app(config, retriever=retriever), host=host, port=port, log_level="info")
+        uvicorn.run(create_app(config, retriever=retriever), **uvicorn_options(host, port))
 
 
 @click.group("token")
@@ -87,11 +88,19 @@ def token_group() -> None:
 @click.option("--groups", default="", help="Comma-separated groups, e.g. coe-leads,procurement.")
 @click.option("--admin", is_flag=True, help="May reload the index and read analytics.")
 def token_create(name: str, groups: str, admin: bool) -> None:
-    """Create a bearer token. It is printed once; only its hash is stored."""
+    """Create a bearer token. It is printed once; only its HMAC, keyed with KB_USER_HASH_SECRET, is stored.
+
+    Changing KB_USER_HASH_SECRET invalidates every token: create them again.
+    """
     from search_service import service
     from search_service.auth import create_token
 
-    store = service.open_store(settings())
+    config = settings()
+    if not config.user_hash_secret:
+        # Tokens are stored as an HMAC keyed with this secret: one made with another key never matches.
+        raise click.ClickException("set KB_USER_HASH_SECRET to the value the server uses (tokens are stored as an "
+                                   "HMAC keyed with it), then create the token again")
+    store = service.open_store(config)
     try:
         token = create_token(store, name, [g.strip() for g in groups.split(",") if g.strip()], admin=admin)
     except ValueError as exc:
