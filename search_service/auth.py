@@ -122,6 +122,8 @@ def _trusted(host: str, trusted: str) -> bool:
         address = ipaddress.ip_address(host)
     except ValueError:
         return False
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped  # a dual-stack socket reports IPv4 peers as ::ffff:a.b.c.d
     for entry in filter(None, (e.strip() for e in trusted.split(","))):
         try:
             if address in ipaddress.ip_network(entry, strict=False):
@@ -129,6 +131,15 @@ def _trusted(host: str, trusted: str) -> bool:
         except ValueError:
             continue
     return False
+
+
+def _without_port(entry: str) -> str:
+    """An X-Forwarded-For entry without a port (``203.0.113.5:51234``, ``[2001:db8::1]:443``)."""
+    if entry.startswith("[") and "]" in entry:
+        return entry[1:entry.index("]")]
+    if entry.count(":") == 1:
+        return entry.split(":", 1)[0]
+    return entry
 
 
 def client_address(peer: str, forwarded_for: str | None, trusted_proxies: str) -> str:
@@ -141,7 +152,7 @@ def client_address(peer: str, forwarded_for: str | None, trusted_proxies: str) -
     if not forwarded_for or not _trusted(peer, trusted_proxies):
         return peer
     address = peer
-    for entry in reversed([e.strip() for e in forwarded_for.split(",")]):
+    for entry in reversed([_without_port(e.strip()) for e in forwarded_for.split(",")]):
         try:
             ipaddress.ip_address(entry)
         except ValueError:
@@ -152,6 +163,10 @@ def client_address(peer: str, forwarded_for: str | None, trusted_proxies: str) -
     return address
 
 
+# The headers an SSO proxy vouches for; each must arrive exactly once.
+IDENTITY_HEADERS = ("x-forwarded-user", "x-forwarded-email", "x-forwarded-preferred-username", "x-forwarded-groups")
+
+
 def identity_from_proxy(headers: Mapping[str, str], client_host: str, trusted_proxies: str) -> tuple[str, frozenset[str]]:
     """(user id, groups) from oauth2-proxy style headers, only when the request comes from a trusted proxy.
 
@@ -159,6 +174,10 @@ def identity_from_proxy(headers: Mapping[str, str], client_host: str, trusted_pr
     """
     if not _trusted(client_host, trusted_proxies):
         raise AuthError(403, "requests must come through the SSO proxy (this address is not in KB_TRUSTED_PROXIES)")
+    getlist = getattr(headers, "getlist", None)
+    if getlist is not None and any(len(getlist(name)) > 1 for name in IDENTITY_HEADERS):
+        # A proxy that adds its header after the client's would otherwise let the client's copy win.
+        raise AuthError(400, "the request carries an identity header more than once; the SSO proxy must replace them")
     user = headers.get("x-forwarded-user") or headers.get("x-forwarded-email") or headers.get("x-forwarded-preferred-username")
     if not user:
         raise AuthError(401, "the SSO proxy sent no X-Forwarded-User header")

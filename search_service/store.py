@@ -171,6 +171,10 @@ def _open_existing_file_only(engine: Engine, path: Path) -> None:
         cparams["uri"] = True
 
 
+# What a 503 from an unavailable database suggests as a wait: an outage is rarely shorter.
+STORE_RETRY_AFTER_SECONDS = 30
+
+
 def unavailable(exc: BaseException) -> StoreUnavailable | None:
     """``exc`` as a StoreUnavailable when it says the database cannot be used now (server down, read-only,
     not a database, file gone); None for anything else. Integrity errors are ours (bugs or races), not an

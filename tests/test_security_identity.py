@@ -14,14 +14,24 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import httpx
 import pytest
 from fastapi.testclient import TestClient
+from starlette.requests import Request
 
 from search_service.api.ratelimit import FAILED_AUTH_PER_MINUTE, WINDOW_SECONDS, RateLimiter
+from search_service.api.security import request_address
 from search_service.api.server import redact
-from search_service.auth import TOKEN_HASH_LABEL, client_address, create_token, identity_from_token
+from search_service.auth import (
+    TOKEN_HASH_LABEL,
+    AuthError,
+    client_address,
+    create_token,
+    identity_from_proxy,
+    identity_from_token,
+)
 from search_service.settings import Settings
 from search_service.store import ApiToken, Store
 from tests.conftest import PLAYBOOKS, TODAY, LiveServer, free_port
@@ -74,9 +84,34 @@ def paths(response: httpx.Response) -> list[str]:
     (PROXY, f"{REMOTE_CLIENT}, 10.0.0.5", REMOTE_CLIENT),  # a chain of trusted proxies is walked through
     (PROXY, "not-an-address", PROXY),
     (PROXY, None, PROXY),
+    (PROXY, f"{REMOTE_CLIENT}:51234", REMOTE_CLIENT),  # entries with a port are addresses too
+    (PROXY, "[2001:db8::1]:443", "2001:db8::1"),
+    (f"::ffff:{PROXY}", REMOTE_CLIENT, REMOTE_CLIENT),  # an IPv4 proxy seen through a dual-stack socket
 ])
 def test_client_address_comes_from_the_socket_peer_unless_it_is_a_trusted_proxy(peer, forwarded, expected):
     assert client_address(peer, forwarded, "10.0.0.0/29") == expected
+
+
+def _request(peer: str, headers: list[tuple[str, str]], trusted: str = "10.0.0.0/29") -> Request:
+    app = SimpleNamespace(state=SimpleNamespace(settings=Settings(trusted_proxies=trusted)))
+    return Request({"type": "http", "method": "GET", "path": "/v1/search", "query_string": b"", "app": app,
+                    "client": (peer, 40000), "headers": [(k.lower().encode(), v.encode()) for k, v in headers]})
+
+
+def test_a_second_forwarded_for_line_added_by_the_proxy_is_the_one_believed():
+    """Some proxies (HAProxy's `option forwardfor`) add their own line after the client's."""
+    forged = _request(PROXY, [("X-Forwarded-For", "127.0.0.1"), ("X-Forwarded-For", REMOTE_CLIENT)])
+    assert request_address(forged) == REMOTE_CLIENT
+
+
+def test_an_identity_header_sent_twice_is_refused():
+    headers = _request(PROXY, [("X-Forwarded-User", "eve"), ("X-Forwarded-User", "dana"),
+                               ("X-Forwarded-Groups", "procurement")]).headers
+    with pytest.raises(AuthError) as refused:
+        identity_from_proxy(headers, PROXY, "10.0.0.0/29")
+    assert refused.value.status == 400
+    once = _request(PROXY, [("X-Forwarded-User", "dana"), ("X-Forwarded-Groups", "procurement")]).headers
+    assert identity_from_proxy(once, PROXY, "10.0.0.0/29") == ("sso:dana", frozenset({"procurement"}))
 
 
 # ---------- tokens: keyed hashes ----------

@@ -19,11 +19,9 @@ from search_service.api import admin, ask, feedback, hardening, health, metrics,
 from search_service.api.live_index import LiveIndex
 from search_service.ranking.retriever import HybridRetriever
 from search_service.settings import Settings, get_settings
-from search_service.store import StoreUnavailable, unavailable
+from search_service.store import STORE_RETRY_AFTER_SECONDS, StoreUnavailable, unavailable
 
 logger = logging.getLogger(__name__)
-# What a 503 from an unavailable database suggests as a wait: an outage is rarely shorter.
-STORE_RETRY_AFTER_SECONDS = 30
 
 
 def load_state(settings: Settings) -> HybridRetriever:
@@ -52,6 +50,16 @@ def _reload_on_sighup(app: FastAPI) -> None:
     # Not the main thread (embedded in tests) or no signals on this platform: no SIGHUP reload.
     with contextlib.suppress(RuntimeError, ValueError, NotImplementedError):
         asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, handler)
+
+
+def _ignore_sighup_until_ready() -> None:
+    """A SIGHUP before the lifespan installs the reload handler would end a starting worker (the
+    default action): ignore it until then; the worker follows the current build anyway."""
+    import signal
+    import threading
+
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
 
 
 def _error(status: int, message: str, details: list[dict[str, str]] | None = None,
@@ -132,6 +140,7 @@ def create_app(settings: Settings | None = None, *, retriever: HybridRetriever |
         serve_site: mount the built MkDocs site at ``/`` when it exists.
     """
     config = settings or get_settings()
+    _ignore_sighup_until_ready()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

@@ -77,8 +77,9 @@ class LiveIndex:
         """The index folder the served build came from (the configured one if it is not known)."""
         return self.retriever.index.index_dir or self.settings.index_dir
 
-    def reload(self) -> ReloadReport:
-        """Load the build that is current on disk now, check it and swap it in for this worker.
+    def reload(self, *, only_if_new: bool = False) -> ReloadReport:
+        """Load the build that is current on disk now, check it and swap it in for this worker
+        (with ``only_if_new``, not when it is already the one served).
 
         Requests already running finish on the retriever they started with.
 
@@ -86,7 +87,11 @@ class LiveIndex:
             IndexLoadError: the build is missing, broken or changed since it was written; the old one keeps serving.
         """
         with self._load_lock:
-            fresh = service.reload_retriever(self.settings, self.retriever)
+            current = current_build(self.index_dir)
+            if only_if_new and (current is None or current == self.retriever.index.path):
+                fresh = self.retriever  # another trigger loaded this build while we waited for the lock
+            else:
+                fresh = service.reload_retriever(self.settings, self.retriever)
             self.app.state.retriever = fresh
             self._refused = None
         manifest = fresh.index.manifest
@@ -100,7 +105,7 @@ class LiveIndex:
         if current is None or current in (self.retriever.index.path, self._refused):
             return False
         try:
-            report = self.reload()
+            report = self.reload(only_if_new=True)
         except IndexLoadError as exc:
             self._refused = current
             logger.error("build %s refused, still serving %s: %s", current.name, self.retriever.index.path.name, exc)

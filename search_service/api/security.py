@@ -16,6 +16,7 @@ from search_service.api.deps import Identity
 from search_service.api.metrics import CallNext
 from search_service.api.ratelimit import RateLimiter, retry_after
 from search_service.auth import AuthError, client_address, identity_from_proxy, identity_from_token, is_loopback
+from search_service.store import STORE_RETRY_AFTER_SECONDS, unavailable
 
 __all__ = ["RateLimiter", "guard", "request_address", "resolve_identity"]
 
@@ -32,7 +33,9 @@ def _peer(request: Request) -> str:
 def request_address(request: Request) -> str:
     """The client's address: the socket peer, or what a trusted proxy forwarded (see ``auth.client_address``)."""
     settings = request.app.state.settings
-    return client_address(_peer(request), request.headers.get("x-forwarded-for"), settings.trusted_proxies)
+    # Every line: a proxy may add its own line after the client's instead of extending it.
+    forwarded = ", ".join(request.headers.getlist("x-forwarded-for")) or None
+    return client_address(_peer(request), forwarded, settings.trusted_proxies)
 
 
 def resolve_identity(request: Request, address: str) -> Identity:
@@ -70,6 +73,11 @@ def _admit(request: Request) -> JSONResponse | None:
         limiter.record_failure(store, address)
         headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
         return _error(exc.status, str(exc), headers)
+    except Exception as exc:  # a token lookup with the database down: a clear 503, not a traceback per request
+        down = unavailable(exc)
+        if down is None:
+            raise
+        return _error(503, f"{down}; try again later", {"Retry-After": str(STORE_RETRY_AFTER_SECONDS)})
     request.state.identity = identity
     wait = limiter.take(store, identity.user_id)
     if wait > 0:

@@ -110,8 +110,9 @@ def visible_tokens(tokens: TokenStore, directory: Path, chunk_ids: np.ndarray) -
     """
     try:
         listing = json.loads((directory / SEGMENTS_FILE).read_text())
-        pieces = [np.load(directory / f"{entry['key']}{IDS_SUFFIX}", mmap_mode="r") for entry in listing["segments"]]
-    except (OSError, ValueError, KeyError) as exc:
+        # Read into memory (not mapped): a file changed on disk must not be able to crash the server.
+        pieces = [np.load(directory / f"{entry['key']}{IDS_SUFFIX}") for entry in listing["segments"]]
+    except (OSError, ValueError, KeyError, EOFError) as exc:
         logger.warning("word-piece ids unreadable in %s (%s): the re-ranker weighs query pieces alike", directory, exc)
         pieces = []
     counted: list[np.ndarray] = []
