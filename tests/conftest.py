@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
 import socket
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -168,22 +170,22 @@ def _postgres_bin() -> Path | None:
     return found[-1].parent if found else None
 
 
-@pytest.fixture(scope="session")
-def postgres_url():
-    """A throwaway PostgreSQL server on loopback (initdb + pg_ctl), for the same tests as SQLite."""
+@contextlib.contextmanager
+def throwaway_postgres(*, max_connections: int = 100) -> Iterator[tuple[str, list[str]]]:
+    """A PostgreSQL server of its own on loopback (initdb + pg_ctl): yields its URL and the pg_ctl
+    command that controls it (add "start" or "stop"); stopped and deleted afterwards."""
     import subprocess
+    import tempfile
 
     bindir = _postgres_bin()
     if bindir is None:
         pytest.fail("PostgreSQL is not installed (scripts/test installs it: apt-get install postgresql)")
-    import tempfile
-
     # Not under pytest's tmp folder: that is private to root, and the server runs as postgres.
     base = Path(tempfile.mkdtemp(prefix="kb-pg-"))
     data, sockets = base / "data", base / "sockets"
     data.mkdir()
     sockets.mkdir()
-    run_as = []
+    run_as: list[str] = []
     if os.geteuid() == 0:  # initdb refuses to run as root
         for path in (base, data, sockets):
             shutil.chown(path, "postgres")
@@ -191,13 +193,21 @@ def postgres_url():
     subprocess.run([*run_as, str(bindir / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust"],
                    check=True, capture_output=True)
     port = free_port()
-    subprocess.run([*run_as, str(bindir / "pg_ctl"), "-D", str(data), "-l", str(data / "server.log"), "-w", "start",
-                    "-o", f"-p {port} -k {sockets} -c listen_addresses=127.0.0.1 -c max_connections=200"],
-                   check=True, capture_output=True)
-    yield f"postgresql+psycopg://postgres@127.0.0.1:{port}/postgres"
-    subprocess.run([*run_as, str(bindir / "pg_ctl"), "-D", str(data), "-m", "fast", "stop"],
-                   check=False, capture_output=True)
-    shutil.rmtree(base, ignore_errors=True)
+    pg_ctl = [*run_as, str(bindir / "pg_ctl"), "-D", str(data), "-l", str(data / "server.log"), "-w",
+              "-o", f"-p {port} -k {sockets} -c listen_addresses=127.0.0.1 -c max_connections={max_connections}"]
+    subprocess.run([*pg_ctl, "start"], check=True, capture_output=True)
+    try:
+        yield f"postgresql+psycopg://postgres@127.0.0.1:{port}/postgres", pg_ctl
+    finally:
+        subprocess.run([*pg_ctl, "-m", "immediate", "stop"], check=False, capture_output=True)
+        shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    """A throwaway PostgreSQL server on loopback, for the same tests as SQLite."""
+    with throwaway_postgres(max_connections=200) as (url, _):
+        yield url
 
 
 def read_sse(response) -> list[tuple[str, dict]]:

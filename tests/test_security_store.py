@@ -9,9 +9,7 @@ stop a write; the read-only case sets the file and its folder immutable (``chatt
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
-import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,7 +18,7 @@ import httpx
 import pytest
 
 from search_service.settings import Settings
-from tests.conftest import TODAY, LiveServer, _postgres_bin, free_port
+from tests.conftest import TODAY, LiveServer, throwaway_postgres
 
 pytestmark = pytest.mark.slow
 
@@ -144,27 +142,8 @@ def test_read_only_database_is_unavailable_and_its_answers_say_so(sqlite_service
 def postgres_server() -> Iterator[tuple[str, list[str]]]:
     """A PostgreSQL server of this test's own (so stopping it leaves the session's server alone); yields the
     URL and the pg_ctl command that controls it (add "stop" or "start")."""
-    bindir = _postgres_bin()
-    if bindir is None:
-        pytest.fail("PostgreSQL is not installed (scripts/test installs it: apt-get install postgresql)")
-    base = Path(tempfile.mkdtemp(prefix="kb-pg-stop-"))
-    data, sockets = base / "data", base / "sockets"
-    data.mkdir()
-    sockets.mkdir()
-    run_as: list[str] = []
-    if os.geteuid() == 0:  # initdb refuses to run as root
-        for path in (base, data, sockets):
-            shutil.chown(path, "postgres")
-        run_as = ["runuser", "-u", "postgres", "--"]
-    subprocess.run([*run_as, str(bindir / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust"],
-                   check=True, capture_output=True)
-    port = free_port()
-    pg_ctl = [*run_as, str(bindir / "pg_ctl"), "-D", str(data), "-l", str(data / "server.log"), "-w",
-              "-o", f"-p {port} -k {sockets} -c listen_addresses=127.0.0.1"]
-    subprocess.run([*pg_ctl, "start"], check=True, capture_output=True)
-    yield f"postgresql+psycopg://postgres@127.0.0.1:{port}/postgres", pg_ctl
-    subprocess.run([*pg_ctl, "-m", "immediate", "stop"], check=False, capture_output=True)
-    shutil.rmtree(base, ignore_errors=True)
+    with throwaway_postgres() as server:
+        yield server
 
 
 def test_stopped_postgres_is_unavailable_and_recovers(retriever, tmp_path, postgres_server):
